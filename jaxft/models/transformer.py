@@ -1,0 +1,270 @@
+"""One decoder-only transformer for Llama, Qwen2, OLMo and Gemma, switched by ModelConfig flags.
+
+Parameter paths follow Hugging Face (`model.layers.3.self_attn.q_proj.weight`) and linear weights
+keep HF's [out, in] layout, so import, export and PEFT target patterns need no renaming.
+Compute dtype and parameter dtype are separate: parameters are cast at use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxft.models.config import ModelConfig
+
+Array = jax.Array
+_NEG = -1e30  # finite, so a fully masked (padding) row gives a uniform softmax, never NaN
+
+
+def _fold(rng: Array | None, i: int) -> Array | None:
+    return None if rng is None else jax.random.fold_in(rng, i)
+
+
+class Linear(nnx.Module):
+    """y = x W^T (+ b) with W in HF layout [out, in].
+
+    jaxft.peft swaps instances for adapter subclasses that keep `weight`/`bias` and add
+    `lora_A`, `lora_B` (and `lora_magnitude_vector`); `rng` feeds their dropout.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool, dtype: Any,
+                 param_dtype: Any, rngs: nnx.Rngs):
+        self.in_features = in_features
+        self.out_features = out_features
+        self.dtype = dtype
+        init = jax.nn.initializers.normal(0.02)
+        self.weight = nnx.Param(init(rngs.params(), (out_features, in_features), param_dtype))
+        self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if bias else None
+
+    def base(self, x: Array) -> Array:
+        w = self.weight[...].astype(self.dtype)
+        y = jnp.einsum("...i,oi->...o", x.astype(self.dtype), w)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+    def __call__(self, x: Array, rng: Array | None = None) -> Array:
+        del rng
+        return self.base(x)
+
+
+class Norm(nnx.Module):
+    """RMSNorm (Llama/Qwen2), RMSNorm scaled by (1 + w) (Gemma), or non-parametric LayerNorm (OLMo)."""
+
+    def __init__(self, size: int, *, kind: str, eps: float, param_dtype: Any):
+        self.kind = kind
+        self.eps = eps
+        if kind == "rmsnorm":
+            self.weight = nnx.Param(jnp.ones((size,), param_dtype))
+        elif kind == "rmsnorm_plus_one":
+            self.weight = nnx.Param(jnp.zeros((size,), param_dtype))
+        else:
+            self.weight = None
+
+    def __call__(self, x: Array) -> Array:
+        dtype = x.dtype
+        h = x.astype(jnp.float32)
+        if self.kind == "layernorm_nonparam":
+            mean = h.mean(-1, keepdims=True)
+            var = jnp.square(h - mean).mean(-1, keepdims=True)
+            return ((h - mean) * jax.lax.rsqrt(var + self.eps)).astype(dtype)
+        h = h * jax.lax.rsqrt(jnp.square(h).mean(-1, keepdims=True) + self.eps)
+        if self.kind == "rmsnorm_plus_one":  # Gemma scales in float32, then casts
+            return (h * (1.0 + self.weight[...].astype(jnp.float32))).astype(dtype)
+        return self.weight[...].astype(dtype) * h.astype(dtype)  # Llama casts, then scales
+
+
+def rope_cos_sin(positions: Array, head_dim: int, theta: float, dtype: Any) -> tuple[Array, Array]:
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, s, d/2]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
+
+
+def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
+    """HF's non-interleaved (rotate_half) convention; x is [b, s, heads, d]."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+        self.cfg = cfg
+        h, d = cfg.hidden_size, cfg.head_dim
+        qkv_bias = cfg.attention_bias or cfg.qkv_bias
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.q_proj = Linear(h, cfg.num_attention_heads * d, bias=qkv_bias, **kw)
+        self.k_proj = Linear(h, cfg.num_key_value_heads * d, bias=qkv_bias, **kw)
+        self.v_proj = Linear(h, cfg.num_key_value_heads * d, bias=qkv_bias, **kw)
+        self.o_proj = Linear(cfg.num_attention_heads * d, h, bias=cfg.attention_bias, **kw)
+
+    def __call__(self, x: Array, cos: Array, sin: Array, bias: Array,
+                 cache: tuple[Array, Array, Array] | None, rng: Array | None):
+        cfg = self.cfg
+        b, s, _ = x.shape
+        nh, kvh, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        q = self.q_proj(x, _fold(rng, 0))
+        k = self.k_proj(x, _fold(rng, 1))
+        v = self.v_proj(x, _fold(rng, 2))
+        if cfg.clip_qkv is not None:
+            q, k, v = (jnp.clip(t, -cfg.clip_qkv, cfg.clip_qkv) for t in (q, k, v))
+        q = apply_rope(q.reshape(b, s, nh, d), cos, sin)
+        k = apply_rope(k.reshape(b, s, kvh, d), cos, sin)
+        v = v.reshape(b, s, kvh, d)
+        new_cache = None
+        if cache is not None:  # write this chunk at `index`, attend over the whole static cache
+            k_cache, v_cache, index = cache
+            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, index, 0, 0))
+            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, index, 0, 0))
+            new_cache = (k, v)
+            k, v = k.astype(q.dtype), v.astype(q.dtype)
+        q = q.reshape(b, s, kvh, nh // kvh, d) * jnp.asarray(d ** -0.5, q.dtype)
+        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
+        probs = jax.nn.softmax(scores + bias[:, None, None, :, :], axis=-1).astype(v.dtype)
+        out = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(b, s, nh * d)
+        return self.o_proj(out, _fold(rng, 3)), new_cache
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+        kw = dict(bias=cfg.mlp_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.act = cfg.hidden_act
+        self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, **kw)
+        self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, **kw)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, **kw)
+
+    def __call__(self, x: Array, rng: Array | None) -> Array:
+        g = self.gate_proj(x, _fold(rng, 4))
+        g = jax.nn.silu(g) if self.act == "silu" else jax.nn.gelu(g, approximate=True)
+        return self.down_proj(g * self.up_proj(x, _fold(rng, 5)), _fold(rng, 6))
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        nkw = dict(kind=cfg.norm_type, eps=cfg.norm_eps, param_dtype=param_dtype)
+        self.self_attn = Attention(cfg, **kw)
+        self.mlp = MLP(cfg, **kw)
+        self.input_layernorm = Norm(cfg.hidden_size, **nkw)
+        self.post_attention_layernorm = Norm(cfg.hidden_size, **nkw)
+
+    def __call__(self, x, cos, sin, bias, cache, rng):
+        a, new_cache = self.self_attn(self.input_layernorm(x), cos, sin, bias, cache, rng)
+        x = x + a
+        x = x + self.mlp(self.post_attention_layernorm(x), rng)
+        return x, new_cache
+
+
+class Embedding(nnx.Module):
+    def __init__(self, vocab: int, size: int, *, param_dtype: Any, rngs: nnx.Rngs):
+        self.weight = nnx.Param(jax.nn.initializers.normal(0.02)(rngs.params(), (vocab, size), param_dtype))
+
+    def __call__(self, ids: Array, dtype: Any) -> Array:
+        return jnp.take(self.weight[...], ids, axis=0).astype(dtype)
+
+
+class Backbone(nnx.Module):
+    """HF's `model.` prefix: embeddings, layers, final norm."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, param_dtype=param_dtype, rngs=rngs)
+        self.layers = nnx.List([
+            DecoderLayer(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            for _ in range(cfg.num_hidden_layers)
+        ])
+        self.norm = Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, param_dtype=param_dtype)
+
+
+def positions_from_mask(attention_mask: Array) -> Array:
+    """Position ids for left-padded rows: 0 at the first real token, as HF generate does."""
+    return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+class Transformer(nnx.Module):
+    """Causal LM: `model(input_ids[, attention_mask]) -> float32 logits [batch, seq, vocab]`."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs | None = None):
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        self.config = cfg
+        self.dtype = jnp.dtype(dtype)
+        self.model = Backbone(cfg, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False, dtype=self.dtype,
+                                  param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, input_ids: Array, attention_mask: Array | None = None, *,
+                 positions: Array | None = None, cache: dict | None = None,
+                 dropout_rng: Array | None = None, return_hidden: bool = False):
+        """Without `cache`: logits. With `cache` (see `init_cache`): (logits, new cache).
+
+        `dropout_rng=None` means deterministic (evaluation); adapters use it for dropout.
+        """
+        cfg = self.config
+        b, s = input_ids.shape
+        if attention_mask is None:
+            attention_mask = jnp.ones((b, s), jnp.int32)
+        attention_mask = attention_mask.astype(jnp.int32)
+        if cache is None:
+            if positions is None:
+                positions = positions_from_mask(attention_mask)
+            key_valid = attention_mask
+            causal = jnp.arange(s)[None, :] <= jnp.arange(s)[:, None]
+            index = None
+        else:
+            index = cache["index"]
+            if positions is None:
+                positions = cache["next_position"][:, None] + positions_from_mask(attention_mask)
+            key_valid = jax.lax.dynamic_update_slice(cache["mask"], attention_mask, (0, index))
+            t = cache["mask"].shape[1]
+            causal = jnp.arange(t)[None, :] <= (index + jnp.arange(s))[:, None]
+        allowed = causal[None, :, :] & (key_valid[:, None, :] > 0)
+        bias = jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)
+
+        x = self.model.embed_tokens(input_ids, self.dtype)
+        if cfg.scale_embeddings:
+            x = x * jnp.asarray(cfg.embed_scale, self.dtype)
+        cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, self.dtype)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.model.layers):
+            layer_cache = None if cache is None else (cache["k"][i], cache["v"][i], index)
+            x, c = layer(x, cos, sin, bias, layer_cache, _fold(dropout_rng, i))
+            if c is not None:
+                new_k.append(c[0])
+                new_v.append(c[1])
+        x = self.model.norm(x)
+        if return_hidden:
+            return x
+        if cfg.tie_word_embeddings:
+            w = self.model.embed_tokens.weight[...]
+        else:
+            w = self.lm_head.weight[...]
+        logits = jnp.einsum("bsh,vh->bsv", x, w.astype(self.dtype), preferred_element_type=jnp.float32)
+        if cache is None:
+            return logits
+        new_cache = {
+            "k": tuple(new_k), "v": tuple(new_v), "mask": key_valid,
+            "index": index + s,
+            "next_position": positions[:, -1] + 1,
+        }
+        return logits, new_cache
+
+
+def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
+    """A static-shape KV cache: per layer, k and v of [batch, max_len, kv_heads, head_dim].
+
+    Kept as tuples of per-layer arrays so updates inside a while_loop stay in place.
+    """
+    shape = (batch, max_len, cfg.num_key_value_heads, cfg.head_dim)
+    layers = range(cfg.num_hidden_layers)
+    return {
+        "k": tuple(jnp.zeros(shape, dtype) for _ in layers),
+        "v": tuple(jnp.zeros(shape, dtype) for _ in layers),
+        "mask": jnp.zeros((batch, max_len), jnp.int32),
+        "index": jnp.asarray(0, jnp.int32),
+        "next_position": jnp.zeros((batch,), jnp.int32),
+    }

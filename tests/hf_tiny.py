@@ -1,0 +1,62 @@
+"""Tiny random HF checkpoints built with transformers' own config classes (test helper)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+FAMILY_VARIANTS = {
+    # GQA ratio, tied/untied embeddings, rope_theta, norm eps and bias vary across variants.
+    "llama": [
+        dict(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, rope_theta=10000.0,
+             rms_norm_eps=1e-5),
+        dict(num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False, rope_theta=100000.0,
+             rms_norm_eps=1e-6, attention_bias=True, mlp_bias=True),
+    ],
+    "qwen2": [
+        dict(num_attention_heads=4, num_key_value_heads=1, tie_word_embeddings=True, rope_theta=1e6,
+             rms_norm_eps=1e-6),
+        dict(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, rope_theta=10000.0,
+             rms_norm_eps=1e-5),
+    ],
+    "olmo": [
+        dict(num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=True, rope_theta=10000.0),
+        dict(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, rope_theta=50000.0,
+             clip_qkv=0.03, attention_bias=True),
+    ],
+    "gemma": [
+        dict(num_attention_heads=4, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True,
+             rope_theta=10000.0, rms_norm_eps=1e-6),
+        dict(num_attention_heads=4, num_key_value_heads=2, head_dim=8, tie_word_embeddings=False,
+             rope_theta=20000.0, rms_norm_eps=1e-5, hidden_act="gelu_pytorch_tanh"),
+    ],
+}
+
+
+def hf_config(family: str, variant: int = 0, **overrides):
+    from transformers import GemmaConfig, LlamaConfig, OlmoConfig, Qwen2Config
+
+    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config, "olmo": OlmoConfig, "gemma": GemmaConfig}[family]
+    kw = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+              max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    kw.update(FAMILY_VARIANTS[family][variant])
+    kw.update(overrides)
+    return cls(**kw)
+
+
+def make_hf_model(family: str, variant: int, out_dir: str, seed: int = 0, **overrides):
+    """Save a randomly initialised HF model (float32) to out_dir; returns the torch model."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = hf_config(family, variant, **overrides)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():  # non-trivial norm weights and biases, so they are really tested
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight") or name.endswith(".bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    model.eval()
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir)
+    return model
