@@ -45,8 +45,12 @@ def hf_config(family: str, variant: int = 0, **overrides):
     return cls(**kw)
 
 
-def make_hf_model(family: str, variant: int, out_dir: str, seed: int = 0, **overrides):
-    """Save a randomly initialised HF model (float32) to out_dir; returns the torch model."""
+def make_hf_model(family: str, variant: int, out_dir: str, seed: int = 0, weight_scale: float = 1.0,
+                  **overrides):
+    """Save a randomly initialised HF model (float32) to out_dir; returns the torch model.
+
+    `weight_scale` > 1 makes greedy decoding of a random model wander instead of repeating one token.
+    """
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -56,6 +60,8 @@ def make_hf_model(family: str, variant: int, out_dir: str, seed: int = 0, **over
         for name, p in model.named_parameters():
             if name.endswith("norm.weight") or name.endswith(".bias"):
                 p.add_(0.1 * torch.randn_like(p))
+            elif p.ndim == 2:
+                p.mul_(weight_scale)
     model.eval()
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)

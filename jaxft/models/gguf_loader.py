@@ -115,8 +115,27 @@ def load_gguf(path: str, *, dtype: Any, param_dtype: Any) -> Transformer:
 
 
 def gguf_tokenizer(path: str):
-    """A transformers tokenizer rebuilt from the GGUF metadata (vocab, merges, special tokens)."""
+    """A transformers tokenizer rebuilt from the GGUF metadata (vocab, merges, special tokens).
+
+    The rebuild reads the whole file (~10 s for 135M), so the result is cached on disk under
+    $JAXFT_CACHE (default ~/.cache/jaxft), keyed by the file's name, size and mtime.
+    """
+    import shutil
+    import tempfile
+
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(path)),
-                                         gguf_file=os.path.basename(path))
+    st = os.stat(path)
+    root = os.environ.get("JAXFT_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxft"))
+    cached = os.path.join(root, "gguf_tokenizers", f"{os.path.basename(path)}-{st.st_size}-{int(st.st_mtime)}")
+    if os.path.isfile(os.path.join(cached, "tokenizer.json")):
+        return AutoTokenizer.from_pretrained(cached)
+    tok = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(path)), gguf_file=os.path.basename(path))
+    try:  # write beside, then rename: a killed run never leaves a half-written cache entry
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(cached))
+        tok.save_pretrained(tmp)
+        os.replace(tmp, cached)
+    except OSError:
+        shutil.rmtree(locals().get("tmp", ""), ignore_errors=True)
+    return tok

@@ -1,0 +1,36 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/hf_tiny.py helpers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+@pytest.fixture(scope="session")
+def real_gguf_path():
+    from jaxft.models.registry import gguf_package_file
+
+    return gguf_package_file("smollm2-135m-instruct-q4")
+
+
+@pytest.fixture(scope="session")
+def real_model(real_gguf_path):
+    """jaxft's SmolLM2-135M-Instruct (float32) and its tokenizer, loaded once per session."""
+    from jaxft.models import load_model
+
+    return load_model("smollm2-135m-instruct-q4")
+
+
+@pytest.fixture(scope="session")
+def real_torch_model(real_gguf_path):
+    """transformers' own GGUF loading of the same file: the reference."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(os.path.dirname(real_gguf_path),
+                                                 gguf_file=os.path.basename(real_gguf_path),
+                                                 dtype=torch.float32)
+    return model.eval()

@@ -1,0 +1,93 @@
+"""Model ports against transformers on tiny random checkpoints (float32)."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from hf_tiny import FAMILY_VARIANTS, make_hf_model
+from jaxft.models import load_model
+
+CASES = [(f, v) for f in FAMILY_VARIANTS for v in range(len(FAMILY_VARIANTS[f]))]
+TOL = 1e-4  # max |delta logits| in float32
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{v}" for f, v in CASES])
+def pair(request, tmp_path_factory):
+    family, variant = request.param
+    d = str(tmp_path_factory.mktemp(f"{family}{variant}"))
+    ref = make_hf_model(family, variant, d, seed=variant + 1)
+    model, tok = load_model(d)
+    return ref, model, family
+
+
+def _ids(seed, shape, vocab=128):
+    return np.random.RandomState(seed).randint(3, vocab, shape)
+
+
+def test_logits_match_transformers(pair):
+    ref, model, _ = pair
+    ids = _ids(0, (3, 11))
+    with torch.no_grad():
+        want = ref(torch.tensor(ids)).logits.numpy()
+    got = np.asarray(model(jnp.asarray(ids, jnp.int32)))
+    assert got.dtype == np.float32 and got.shape == (3, 11, 128)
+    assert np.abs(got - want).max() <= TOL
+
+
+def test_left_padding_matches_transformers_and_unpadded_rows(pair):
+    ref, model, _ = pair
+    ids = _ids(1, (3, 10))
+    mask = np.ones_like(ids)
+    mask[1, :4] = 0
+    mask[2, :7] = 0
+    with torch.no_grad():
+        want = ref(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+    got = np.asarray(model(jnp.asarray(ids, jnp.int32), jnp.asarray(mask)))
+    real = mask > 0
+    assert np.abs(got - want)[real].max() <= TOL
+    for row, start in ((1, 4), (2, 7)):  # each padded row equals the same tokens without padding
+        alone = np.asarray(model(jnp.asarray(ids[row:row + 1, start:], jnp.int32)))
+        assert np.abs(got[row, start:] - alone[0]).max() <= TOL
+
+
+def test_bfloat16_compute_stays_close(pair, tmp_path):
+    ref, model32, _ = pair
+    ids = _ids(2, (2, 8))
+    # Reload the same weights with bfloat16 compute (float32 master weights).
+    d = tmp_path / "m"
+    ref.save_pretrained(d)
+    model16, _ = load_model(str(d), dtype="bfloat16")
+    a = np.asarray(model32(jnp.asarray(ids, jnp.int32)))
+    b = np.asarray(model16(jnp.asarray(ids, jnp.int32)))
+    assert b.dtype == np.float32  # logits always float32
+    assert model16.model.embed_tokens.weight[...].dtype == jnp.float32
+    assert np.abs(a - b).max() <= 0.05 * max(1.0, np.abs(a).max())
+
+
+def test_olmo_clip_qkv_is_active(tmp_path):
+    """The clip variant must differ from the same weights without clipping (so clipping is tested)."""
+    ref = make_hf_model("olmo", 1, str(tmp_path / "clip"), seed=3)
+    cfg = json.load(open(tmp_path / "clip" / "config.json"))
+    cfg["clip_qkv"] = None
+    os.makedirs(tmp_path / "noclip")
+    ref.save_pretrained(tmp_path / "noclip")
+    json.dump(cfg, open(tmp_path / "noclip" / "config.json", "w"))
+    ids = jnp.asarray(_ids(3, (1, 6)), jnp.int32)
+    a = np.asarray(load_model(str(tmp_path / "clip"))[0](ids))
+    b = np.asarray(load_model(str(tmp_path / "noclip"))[0](ids))
+    assert np.abs(a - b).max() > 1e-3
+
+
+def test_sharded_safetensors_checkpoint(tmp_path):
+    ref = make_hf_model("llama", 1, str(tmp_path / "one"), seed=4)
+    ref.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert os.path.isfile(tmp_path / "sharded" / "model.safetensors.index.json")
+    ids = jnp.asarray(_ids(4, (2, 7)), jnp.int32)
+    a = np.asarray(load_model(str(tmp_path / "sharded"))[0](ids))
+    with torch.no_grad():
+        want = ref(torch.tensor(np.asarray(ids))).logits.numpy()
+    assert np.abs(a - want).max() <= TOL
