@@ -56,7 +56,7 @@ def _round_up(n: int, m: int) -> int:
 def _prefill(graphdef, state, ids, mask, max_len: int):
     model = nnx.merge(graphdef, state)
     cache = init_cache(model.config, ids.shape[0], max_len, model.dtype)
-    logits, cache = model(ids, mask, cache=cache)
+    logits, cache = model(ids, mask, cache=cache, last_logits_only=True)
     return jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32), cache
 
 

@@ -199,10 +199,12 @@ class Transformer(nnx.Module):
 
     def __call__(self, input_ids: Array, attention_mask: Array | None = None, *,
                  positions: Array | None = None, cache: dict | None = None,
-                 dropout_rng: Array | None = None, return_hidden: bool = False):
+                 dropout_rng: Array | None = None, return_hidden: bool = False,
+                 last_logits_only: bool = False):
         """Without `cache`: logits. With `cache` (see `init_cache`): (logits, new cache).
 
         `dropout_rng=None` means deterministic (evaluation); adapters use it for dropout.
+        `last_logits_only` projects only the final position (prefill needs no [b, s, vocab] tensor).
         """
         cfg = self.config
         b, s = input_ids.shape
@@ -236,6 +238,8 @@ class Transformer(nnx.Module):
             if c is not None:
                 new_k.append(c[0])
                 new_v.append(c[1])
+        if last_logits_only:
+            x = x[:, -1:]
         x = self.model.norm(x)
         if return_hidden:
             return x

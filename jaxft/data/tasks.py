@@ -1,0 +1,349 @@
+"""Evaluation/training tasks as one `Example` record type, from local JSON Lines or the HF hub.
+
+Source order: `<data_dir>/<task>/<split>.jsonl` when it exists (data_dir: the argument, else
+$JAXFT_DATA_DIR, else `<repo>/../shared/data`), otherwise the Hugging Face hub via `datasets`:
+
+    gsm8k    openai/gsm8k (config "main")
+    svamp    ChilleD/SVAMP (capitalised field names are accepted)
+    math     EleutherAI/hendrycks_math: its seven subject configs concatenated in alphabetical
+             order (hendrycks/competition_math is no longer downloadable)
+    math500  HuggingFaceH4/MATH-500 (test only)
+    orcamath microsoft/orca-math-word-problems-200k (one 200035-row "train" split)
+
+OrcaMath has no held-out split, so both splits are derived from its rows by
+`orcamath_split_indices`: the test split is a fixed 500-row slice (its seed is a constant, so
+training with any `seed` never touches it) and the train split is a `seed`-shuffled draw from the
+remaining rows. A local `orcamath/train.jsonl` is treated as the full release and split the same
+way, unless `orcamath/test.jsonl` sits next to it: then the folder is taken as already split and
+both files are used as they are.
+
+`limit` keeps the first rows of a split, except for derived OrcaMath train, where it is the size
+of the draw (default ORCAMATH_TRAIN_SIZE); smaller draws are prefixes of larger ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Iterator
+
+from jaxft.errors import DataError
+
+TASKS: tuple[str, ...] = ("gsm8k", "svamp", "math", "math500", "orcamath")
+DEFAULT_DATA_DIR_ENV = "JAXFT_DATA_DIR"
+
+_SPLITS: dict[str, tuple[str, ...]] = {
+    "gsm8k": ("train", "test"),
+    "svamp": ("train", "test"),
+    "math": ("train", "test"),
+    "math500": ("test",),
+    "orcamath": ("train", "test"),
+}
+
+ORCAMATH_TEST_SIZE = 500
+ORCAMATH_TRAIN_SIZE = 10_000
+ORCAMATH_TEST_SEED = 0
+
+_MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+                  "number_theory", "prealgebra", "precalculus")
+_HUB_IDS = {
+    "gsm8k": "openai/gsm8k",
+    "svamp": "ChilleD/SVAMP",
+    "math": "EleutherAI/hendrycks_math",
+    "math500": "HuggingFaceH4/MATH-500",
+    "orcamath": "microsoft/orca-math-word-problems-200k",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One problem, whatever the source: prompts and scorers read only these fields."""
+
+    task: str
+    split: str
+    index: int
+    id: str
+    question: str
+    solution: str
+    answer: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating and reading sources
+# ---------------------------------------------------------------------------------------------
+
+def default_data_dir() -> str | None:
+    """$JAXFT_DATA_DIR, else the checkout's sibling `shared/data` folder when it exists."""
+    env = os.environ.get(DEFAULT_DATA_DIR_ENV)
+    if env:
+        return env
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # <repo>/jaxft
+    repo_root = os.path.dirname(package_dir)
+    candidate = os.path.join(os.path.dirname(repo_root), "shared", "data")
+    return candidate if os.path.isdir(candidate) else None
+
+
+def available_splits(task: str) -> tuple[str, ...]:
+    _check_task(task)
+    return _SPLITS[task]
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; expected one of: {', '.join(TASKS)}")
+
+
+def _read_jsonl(path: str, limit: int | None = None) -> Iterator[tuple[str, dict]]:
+    """(where, row) per non-blank line; `where` is "path:line" for error messages."""
+    count = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if limit is not None and count >= limit:
+                return
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{where}: not UTF-8 ({e})") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            count += 1
+            yield where, row
+
+
+def _hub_rows(task: str, split: str) -> list[tuple[str, dict]]:
+    """Rows of the hub copy; any failure (no network, no `datasets`) becomes a DataError."""
+    repo = _HUB_IDS[task]
+    try:
+        import datasets
+
+        if task == "gsm8k":
+            parts = [datasets.load_dataset(repo, "main", split=split)]
+        elif task == "math":
+            parts = [datasets.load_dataset(repo, subject, split=split) for subject in _MATH_SUBJECTS]
+        else:
+            parts = [datasets.load_dataset(repo, split=split)]
+        rows = [row for part in parts for row in part]
+    except Exception as e:  # noqa: BLE001 - network, auth and format errors all mean "no data"
+        raise DataError(
+            f"{task}/{split}: no local file and loading {repo!r} from the Hugging Face hub failed "
+            f"({type(e).__name__}: {e}); pass --data_dir or set {DEFAULT_DATA_DIR_ENV} to a folder "
+            f"holding {task}/{split}.jsonl") from e
+    return [(f"{repo}[{split}] row {i}", row) for i, row in enumerate(rows)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-task row parsing
+# ---------------------------------------------------------------------------------------------
+
+def _field(row: dict, name: str, where: str, types: tuple[type, ...] = (str,)):
+    if name not in row:
+        raise DataError(f"{where}: missing field {name!r}")
+    value = row[name]
+    if not isinstance(value, types) or isinstance(value, bool):
+        expected = " or ".join(t.__name__ for t in types)
+        raise DataError(f"{where}: field {name!r} must be {expected}, got {type(value).__name__}")
+    return value
+
+
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def gsm8k_final_answer(answer_text: str) -> str | None:
+    """The number after the last '####', commas removed; None when there is no such line."""
+    if "####" not in answer_text:
+        return None
+    final = answer_text.rsplit("####", 1)[1].strip().replace(",", "")
+    return final or None
+
+
+def _canonical_number(value) -> str | None:
+    """145.0 / "145.0" / "145" -> "145"; 2.50 -> "2.5"; None when not a number."""
+    try:
+        x = float(str(value).replace(",", "").strip())
+    except ValueError:
+        return None
+    if x != x or x in (float("inf"), float("-inf")):
+        return None
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def answer_from_solution(task: str, solution: str) -> str | None:
+    """Final answer a reference solution states, or None when it states none."""
+    _check_task(task)
+    if task == "gsm8k":
+        return gsm8k_final_answer(solution)
+    if task in ("math", "math500"):
+        from jaxft.eval.math_normalize import last_boxed  # lazy: jaxft.eval imports this module
+
+        return last_boxed(solution)
+    from jaxft.eval.scoring import extract_answer
+
+    return extract_answer(task, solution)
+
+
+def _parse_gsm8k(row: dict, where: str) -> tuple[str | None, str, str, str]:
+    question = _field(row, "question", where)
+    text = _field(row, "answer", where)
+    final = gsm8k_final_answer(text)
+    if final is None:
+        raise DataError(f"{where}: field 'answer' has no '#### <number>' final line")
+    body = _CALCULATOR.sub("", text.rsplit("####", 1)[0]).rstrip()
+    solution = f"{body}\nThe answer is {final}." if body else f"The answer is {final}."
+    return None, question, solution, final
+
+
+def _tidy_equation(equation: str) -> str:
+    """'( ( 7.0 + 12.0 ) - 15.0 )' -> '((7 + 12) - 15)'."""
+    eq = re.sub(r"(\d+)\.0\b", r"\1", equation.strip())
+    return eq.replace("( ", "(").replace(" )", ")")
+
+
+def _parse_svamp(row: dict, where: str) -> tuple[str | None, str, str, str]:
+    row = {k.lower(): v for k, v in row.items()}  # ChilleD / original release capitalise names
+    body = _field(row, "body", where)
+    question = _field(row, "question", where)
+    equation = _field(row, "equation", where)
+    answer = _canonical_number(_field(row, "answer", where, (str, int, float)))
+    if answer is None:
+        raise DataError(f"{where}: field 'answer' is not a number: {row['answer']!r}")
+    source_id = row.get("id")
+    solution = f"{_tidy_equation(equation)} = {answer}. The answer is {answer}."
+    return (str(source_id) if source_id is not None else None), body + " " + question, solution, answer
+
+
+def _parse_math(row: dict, where: str) -> tuple[str | None, str, str, str]:
+    problem = _field(row, "problem", where)
+    solution = _field(row, "solution", where)
+    if "answer" in row:
+        answer = _field(row, "answer", where)
+    else:
+        answer = answer_from_solution("math", solution)
+        if answer is None:
+            raise DataError(f"{where}: field 'solution' has no \\boxed{{...}} answer")
+    source_id = row.get("unique_id")
+    return (str(source_id) if source_id is not None else None), problem, solution, answer
+
+
+_ANSWER_SENTENCE = re.compile(r"\banswer\s+is\b", re.IGNORECASE)
+
+
+def _parse_orcamath(row: dict, where: str) -> tuple[str | None, str, str, str]:
+    question = _field(row, "question", where)
+    text = _field(row, "answer", where).strip()
+    answer = answer_from_solution("orcamath", text) or ""
+    solution = text
+    if answer and not _ANSWER_SENTENCE.search(text):
+        solution = f"{text}\nThe answer is {answer}."
+    return None, question, solution, answer
+
+
+_PARSERS: dict[str, Callable[[dict, str], tuple[str | None, str, str, str]]] = {
+    "gsm8k": _parse_gsm8k,
+    "svamp": _parse_svamp,
+    "math": _parse_math,
+    "math500": _parse_math,
+    "orcamath": _parse_orcamath,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# OrcaMath split derivation
+# ---------------------------------------------------------------------------------------------
+
+def orcamath_split_indices(n_rows: int, split: str, *, seed: int = 0,
+                           train_size: int | None = ORCAMATH_TRAIN_SIZE,
+                           test_size: int = ORCAMATH_TEST_SIZE,
+                           test_seed: int = ORCAMATH_TEST_SEED) -> list[int]:
+    """Source-row indices of a derived OrcaMath split; a pure function of its arguments.
+
+    test: the first `test_size` rows of a `test_seed` permutation (independent of `seed`).
+    train: the other rows, shuffled with `seed`, first `train_size` (None: all of them); so the
+    two never overlap and a smaller train draw is a prefix of a larger one.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"unknown orcamath split {split!r}; expected one of: train, test")
+    if n_rows <= test_size:
+        raise DataError(f"orcamath: {n_rows} rows cannot hold a {test_size}-row test slice "
+                        "and a training set")
+    order = list(range(n_rows))
+    random.Random(test_seed).shuffle(order)
+    if split == "test":
+        return order[:test_size]
+    rest = sorted(order[test_size:])
+    random.Random(seed).shuffle(rest)
+    return rest if train_size is None else rest[:train_size]
+
+
+# ---------------------------------------------------------------------------------------------
+# Public loader
+# ---------------------------------------------------------------------------------------------
+
+def _resolve_dir(data_dir: str | None) -> str | None:
+    base = data_dir if data_dir is not None else default_data_dir()
+    if base is not None and not os.path.isdir(base):
+        raise DataError(f"data dir {base!r} does not exist (from --data_dir or "
+                        f"{DEFAULT_DATA_DIR_ENV})")
+    return base
+
+
+def _rows(task: str, split: str, base: str | None, limit: int | None) -> list[tuple[str, dict]]:
+    path = os.path.join(base, task, f"{split}.jsonl") if base else None
+    if path and os.path.isfile(path):
+        return list(_read_jsonl(path, limit))
+    rows = _hub_rows(task, split)
+    return rows if limit is None else rows[:limit]
+
+
+def _orcamath_rows(split: str, base: str | None, limit: int | None,
+                   seed: int) -> list[tuple[str, dict]]:
+    folder = os.path.join(base, "orcamath") if base else None
+    if folder and os.path.isfile(os.path.join(folder, "test.jsonl")):  # pre-split by the user
+        return _rows("orcamath", split, base, limit)
+    local_full = os.path.join(folder, "train.jsonl") if folder else None
+    if local_full and os.path.isfile(local_full):
+        source = list(_read_jsonl(local_full))
+    else:
+        source = _hub_rows("orcamath", "train")
+    if split == "train":
+        size = ORCAMATH_TRAIN_SIZE if limit is None else limit
+        return [source[i] for i in orcamath_split_indices(len(source), "train", seed=seed,
+                                                          train_size=size)]
+    picked = [source[i] for i in orcamath_split_indices(len(source), "test")]
+    return picked if limit is None else picked[:limit]
+
+
+def load_task(task: str, split: str = "test", *, data_dir: str | None = None,
+              limit: int | None = None, seed: int = 0) -> list[Example]:
+    """Examples of one task split; see the module docstring for sources and `limit`.
+
+    `seed` only picks the OrcaMath training draw; every other split is a fixed file.
+    """
+    _check_task(task)
+    if split not in _SPLITS[task]:
+        raise DataError(f"task {task!r} has no split {split!r}; expected one of: "
+                        f"{', '.join(_SPLITS[task])}")
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise DataError(f"limit must be a non-negative int or None, got {limit!r}")
+    base = _resolve_dir(data_dir)
+    if task == "orcamath":
+        rows = _orcamath_rows(split, base, limit, seed)
+    else:
+        rows = _rows(task, split, base, limit)
+    parse = _PARSERS[task]
+    examples = []
+    for index, (where, row) in enumerate(rows):
+        source_id, question, solution, answer = parse(row, where)
+        examples.append(Example(task=task, split=split, index=index,
+                                id=source_id or f"{task}-{split}-{index}",
+                                question=question, solution=solution, answer=answer))
+    return examples

@@ -1,0 +1,99 @@
+"""Evaluate a model on a math task: prompts -> greedy generations -> exact match, written to disk.
+
+The training loop and the study call `evaluate`; `python -m jaxft.eval` is a thin shim over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+from jaxft.eval.generate import DecodeSettings, GenerationStats, generate
+from jaxft.eval.stats import wilson_interval
+
+
+@dataclasses.dataclass
+class EvalSettings:
+    task: str = "gsm8k"
+    split: str = "test"
+    shots: int = 0
+    template: str = "plain"  # "plain" ("Question: ... Answer:") or "chat" (the tokenizer's template)
+    limit: int | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    data_dir: str | None = None
+    seed: int = 0  # draws the few-shot exemplars
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write beside the target, then rename: a killed run never leaves a half-written file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None = None,
+             model_name: str = "", progress: bool = True) -> dict[str, Any]:
+    """Exact match of greedy generations; writes predictions.jsonl and metrics.json when output_dir."""
+    from tqdm import tqdm
+
+    from jaxft.data.prompts import STOP_STRINGS, build_prompt, select_shots
+    from jaxft.data.tasks import load_task
+    from jaxft.eval.scoring import extract_answer, is_correct
+
+    examples = load_task(settings.task, settings.split, data_dir=settings.data_dir, limit=settings.limit)
+    shots = []
+    if settings.shots:
+        shots = select_shots(settings.task, settings.shots, seed=settings.seed, data_dir=settings.data_dir,
+                             exclude_ids=[ex.id for ex in examples])
+    prompts = [build_prompt(ex, template=settings.template, shots=shots, tokenizer=tokenizer) for ex in examples]
+    decode = DecodeSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+                            stop_strings=STOP_STRINGS[settings.template])
+    # Sort globally by prompt length so each batch is padded little; restore order afterwards.
+    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    stats = GenerationStats()
+    texts: list[str] = [""] * len(prompts)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(prompts), desc=f"eval {settings.task}", disable=not progress, unit="q")
+    for lo in range(0, len(order), settings.batch_size):
+        idx = order[lo:lo + settings.batch_size]
+        for i, g in zip(idx, generate(model, tokenizer, [prompts[i] for i in idx], decode, stats=stats)):
+            texts[i] = g.text
+        bar.update(len(idx))
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    rows = []
+    for ex, prompt, text in zip(examples, prompts, texts):
+        rows.append({"id": ex.id, "question": ex.question, "prompt": prompt, "generation": text,
+                     "prediction": extract_answer(settings.task, text), "reference": ex.answer,
+                     "correct": bool(is_correct(settings.task, text, ex.answer))})
+    n = len(rows)
+    correct = sum(r["correct"] for r in rows)
+    metrics = {
+        "task": settings.task, "split": settings.split, "shots": settings.shots, "n": n, "correct": correct,
+        "exact_match": 100.0 * correct / n if n else 0.0, "ci95": list(wilson_interval(correct, n)),
+        "model": model_name, "template": settings.template, "shot_ids": [s.id for s in shots],
+        "decoding": {"strategy": "greedy", "max_new_tokens": settings.max_new_tokens,
+                     "batch_size": settings.batch_size, "stop_strings": list(decode.stop_strings),
+                     "dtype": str(model.dtype)},
+        "generated_tokens": stats.generated_tokens, "seconds": seconds,
+        "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else 0.0,
+    }
+    if output_dir:
+        write_atomic(os.path.join(output_dir, "predictions.jsonl"),
+                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_atomic(os.path.join(output_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    return metrics

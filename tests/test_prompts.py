@@ -1,0 +1,170 @@
+"""Few-shot selection, prompt templates and training targets."""
+
+import json
+import os
+
+import pytest
+
+from jaxft.data import (
+    STOP_STRINGS,
+    TEMPLATES,
+    Example,
+    build_prompt,
+    format_completion,
+    load_task,
+    select_shots,
+)
+from jaxft.errors import ConfigError, DataError
+from jaxft.eval.scoring import is_correct
+
+SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="shared/data not present")
+
+Q1 = Example("gsm8k", "train", 0, "a", "One plus one?", "1 + 1 = 2.\nThe answer is 2.", "2")
+Q2 = Example("gsm8k", "train", 1, "b", "Two times three?", "2 * 3 = 6.\nThe answer is 6.", "6")
+TARGET = Example("gsm8k", "test", 0, "t", "Ten minus four?", "10 - 4 = 6.\nThe answer is 6.", "6")
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def tiny_tokenizer(chat_template=CHAT_TEMPLATE):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "<eos>": 1, "one": 2, "two": 3}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="<eos>")
+    if chat_template is not None:
+        hf.chat_template = chat_template
+    return hf
+
+
+def test_plain_prompt_format():
+    prompt = build_prompt(TARGET, shots=[Q1, Q2])
+    assert prompt == ("Question: One plus one?\nAnswer: 1 + 1 = 2.\nThe answer is 2.\n\n"
+                      "Question: Two times three?\nAnswer: 2 * 3 = 6.\nThe answer is 6.\n\n"
+                      "Question: Ten minus four?\nAnswer:")
+    assert build_prompt(TARGET) == "Question: Ten minus four?\nAnswer:"
+
+
+def test_completion_continues_the_prompt_and_scores_correct():
+    completion = format_completion(TARGET)
+    assert completion == " 10 - 4 = 6.\nThe answer is 6."
+    text = build_prompt(TARGET, shots=[Q1]) + completion
+    assert text.endswith("Answer: 10 - 4 = 6.\nThe answer is 6.")
+    # what the model would emit past the stop string is ignored by the scorer
+    assert is_correct("gsm8k", completion + "\n\nQuestion: Five?\nAnswer: The answer is 5.", "6")
+    assert format_completion(TARGET, template="chat") == TARGET.solution
+
+
+def test_chat_prompt_uses_alternating_turns():
+    prompt = build_prompt(TARGET, template="chat", shots=[Q1, Q2], tokenizer=tiny_tokenizer())
+    assert prompt == ("<|user|>One plus one?<|end|><|assistant|>1 + 1 = 2.\nThe answer is 2.<|end|>"
+                      "<|user|>Two times three?<|end|><|assistant|>2 * 3 = 6.\nThe answer is 6.<|end|>"
+                      "<|user|>Ten minus four?<|end|><|assistant|>")
+
+
+def test_chat_needs_a_tokenizer_with_a_template():
+    with pytest.raises(ConfigError, match="chat_template"):
+        build_prompt(TARGET, template="chat")
+    with pytest.raises(ConfigError, match="chat_template"):
+        build_prompt(TARGET, template="chat", tokenizer=tiny_tokenizer(chat_template=None))
+
+
+def test_unknown_template():
+    with pytest.raises(ConfigError, match="plain, chat"):
+        build_prompt(TARGET, template="alpaca")
+    with pytest.raises(ConfigError, match="plain, chat"):
+        format_completion(TARGET, template="alpaca")
+
+
+def test_stop_strings_cover_every_template():
+    assert set(STOP_STRINGS) == set(TEMPLATES)
+    assert "\nQuestion:" in STOP_STRINGS["plain"]
+    # the stop string cannot cut a well-formed plain completion short
+    assert not any(s in format_completion(TARGET) for s in STOP_STRINGS["plain"])
+
+
+@needs_shared
+@pytest.mark.parametrize("task", ["gsm8k", "svamp", "math500"])
+def test_shots_are_seeded_and_sized(task):
+    a = select_shots(task, 4, seed=0, data_dir=SHARED)
+    b = select_shots(task, 4, seed=0, data_dir=SHARED)
+    c = select_shots(task, 4, seed=1, data_dir=SHARED)
+    assert len(a) == 4 and len({e.id for e in a}) == 4
+    assert [e.id for e in a] == [e.id for e in b]
+    assert [e.id for e in a] != [e.id for e in c]
+    assert select_shots(task, 0, data_dir=SHARED) == []
+    assert len(select_shots(task, 7, seed=2, data_dir=SHARED)) == 7
+
+
+@needs_shared
+@pytest.mark.parametrize("task", ["gsm8k", "svamp"])
+def test_shots_come_from_train_never_from_the_evaluated_split(task):
+    evaluated = load_task(task, "test", data_dir=SHARED)
+    questions = {e.question for e in evaluated}
+    for seed in range(3):
+        shots = select_shots(task, 5, seed=seed, data_dir=SHARED)
+        assert all(s.split == "train" and s.question not in questions for s in shots)
+
+
+@needs_shared
+def test_math500_shots_exclude_math500_problems():
+    evaluated = {e.question.strip() for e in load_task("math500", data_dir=SHARED)}
+    for seed in range(5):
+        shots = select_shots("math500", 8, seed=seed, data_dir=SHARED)
+        assert all(s.task == "math" and s.question.strip() not in evaluated for s in shots)
+
+
+@needs_shared
+def test_exclude_ids_replace_only_the_excluded_shot():
+    shots = select_shots("gsm8k", 4, seed=0, data_dir=SHARED)
+    again = select_shots("gsm8k", 4, seed=0, data_dir=SHARED, exclude_ids={shots[1].id})
+    assert shots[1].id not in {e.id for e in again}
+    assert [e.id for e in again[:3]] == [shots[0].id, shots[2].id, shots[3].id]
+
+
+@needs_shared
+@pytest.mark.parametrize("task", ["gsm8k", "svamp", "math500"])
+def test_shot_solutions_end_with_what_the_scorer_reads(task):
+    for shot in select_shots(task, 10, seed=0, data_dir=SHARED):
+        assert is_correct(task, shot.solution, shot.answer)
+
+
+def test_math_shots_need_math_train(tmp_path, monkeypatch):
+    import datasets
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("offline (test)")
+
+    monkeypatch.setattr(datasets, "load_dataset", refuse)
+    with pytest.raises(DataError, match="MATH train.*k=0"):
+        select_shots("math", 4, data_dir=str(tmp_path))
+    assert select_shots("math", 0, data_dir=str(tmp_path)) == []
+
+
+def test_math_shots_from_local_train_file(tmp_path):
+    path = tmp_path / "math" / "train.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps({"problem": f"p{i}", "solution": f"$\\boxed{{{i}}}$"}) + "\n"
+                            for i in range(6)))
+    shots = select_shots("math", 3, seed=0, data_dir=str(tmp_path))
+    assert len(shots) == 3 and all(s.split == "train" for s in shots)
+
+
+def test_too_many_shots_and_bad_k(tmp_path):
+    path = tmp_path / "gsm8k" / "train.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"question": "q", "answer": "a\n#### 1"}) + "\n")
+    with pytest.raises(DataError, match="only 1"):
+        select_shots("gsm8k", 2, data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="only 0"):
+        select_shots("gsm8k", 1, data_dir=str(tmp_path), exclude_ids={"gsm8k-train-0"})
+    with pytest.raises(ConfigError, match="non-negative"):
+        select_shots("gsm8k", -1, data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="unknown task"):
+        select_shots("aime", 1)
