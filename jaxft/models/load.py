@@ -62,3 +62,13 @@ def load_model(source: str, dtype: Any = "float32", param_dtype: Any = "float32"
     if kind == "hub":
         where = download_hub(where)
     return load_hf_dir(where, dtype=dtype, param_dtype=param_dtype), _dir_tokenizer(where)
+
+
+def load_tokenizer(source: str):
+    """Only the tokenizer of `source` (no weights are read)."""
+    kind, where = resolve_source(source)
+    if kind == "gguf":
+        return gguf_tokenizer(where)
+    if kind == "hub":
+        where = download_hub(where)
+    return _dir_tokenizer(where)

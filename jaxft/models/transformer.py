@@ -188,28 +188,32 @@ class Transformer(nnx.Module):
     """Causal LM: `model(input_ids[, attention_mask]) -> float32 logits [batch, seq, vocab]`."""
 
     def __init__(self, cfg: ModelConfig, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32,
-                 rngs: nnx.Rngs | None = None):
+                 rngs: nnx.Rngs | None = None, scan_layers: bool = False, remat: str = "none"):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         self.config = cfg
         self.dtype = jnp.dtype(dtype)
+        self.scan_layers = scan_layers  # lax.scan over layers: compile time independent of depth
+        self.remat = remat  # "none" | "full" | "dots": rematerialise each layer in the backward pass
         self.model = Backbone(cfg, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
         if not cfg.tie_word_embeddings:
             self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False, dtype=self.dtype,
                                   param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, input_ids: Array, attention_mask: Array | None = None, *,
-                 positions: Array | None = None, cache: dict | None = None,
-                 dropout_rng: Array | None = None, return_hidden: bool = False,
+                 positions: Array | None = None, segment_ids: Array | None = None,
+                 cache: dict | None = None, dropout_rng: Array | None = None, return_hidden: bool = False,
                  last_logits_only: bool = False):
         """Without `cache`: logits. With `cache` (see `init_cache`): (logits, new cache).
 
         `dropout_rng=None` means deterministic (evaluation); adapters use it for dropout.
         `last_logits_only` projects only the final position (prefill needs no [b, s, vocab] tensor).
+        `segment_ids` (packed training rows: 1, 2, ... per example, 0 = padding) keeps attention inside
+        each example; pass the per-example `positions` with them.
         """
         cfg = self.config
         b, s = input_ids.shape
         if attention_mask is None:
-            attention_mask = jnp.ones((b, s), jnp.int32)
+            attention_mask = (segment_ids > 0) if segment_ids is not None else jnp.ones((b, s), jnp.int32)
         attention_mask = attention_mask.astype(jnp.int32)
         if cache is None:
             if positions is None:
@@ -225,6 +229,8 @@ class Transformer(nnx.Module):
             t = cache["mask"].shape[1]
             causal = jnp.arange(t)[None, :] <= (index + jnp.arange(s))[:, None]
         allowed = causal[None, :, :] & (key_valid[:, None, :] > 0)
+        if segment_ids is not None and cache is None:
+            allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
         bias = jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)
 
         x = self.model.embed_tokens(input_ids, self.dtype)
@@ -232,12 +238,15 @@ class Transformer(nnx.Module):
             x = x * jnp.asarray(cfg.embed_scale, self.dtype)
         cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, self.dtype)
         new_k, new_v = [], []
-        for i, layer in enumerate(self.model.layers):
+        scanned = self._scan_layers(x, cos, sin, bias, dropout_rng) if cache is None else None
+        for i, layer in enumerate(self.model.layers if scanned is None else ()):
             layer_cache = None if cache is None else (cache["k"][i], cache["v"][i], index)
             x, c = layer(x, cos, sin, bias, layer_cache, _fold(dropout_rng, i))
             if c is not None:
                 new_k.append(c[0])
                 new_v.append(c[1])
+        if scanned is not None:
+            x = scanned
         if last_logits_only:
             x = x[:, -1:]
         x = self.model.norm(x)
@@ -256,6 +265,37 @@ class Transformer(nnx.Module):
             "next_position": positions[:, -1] + 1,
         }
         return logits, new_cache
+
+
+    def _scan_layers(self, x, cos, sin, bias, dropout_rng):
+        """All layers as one lax.scan over stacked parameters, or None when that is off or impossible
+        (layers adapted differently have different structures and stay unrolled)."""
+        layers = list(self.model.layers)
+        if not (self.scan_layers or self.remat != "none") or len(layers) < 2:
+            return None
+        splits = [nnx.split(layer) for layer in layers]
+        graphdef = splits[0][0]
+        if any(g != graphdef for g, _ in splits):
+            return None
+        policies = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+
+        def body(h, inputs):
+            state, key = inputs
+            h, _ = nnx.merge(graphdef, state)(h, cos, sin, bias, None, key)
+            return h, None
+
+        if self.remat != "none":
+            body = jax.checkpoint(body, policy=policies[self.remat], prevent_cse=False)
+        keys = None
+        if dropout_rng is not None:
+            keys = jnp.stack([jax.random.fold_in(dropout_rng, i) for i in range(len(layers))])
+        if not self.scan_layers:  # remat without scan: still one layer at a time
+            for i, (_, state) in enumerate(splits):
+                x, _ = body(x, (state, None if keys is None else keys[i]))
+            return x
+        stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[state for _, state in splits])
+        x, _ = jax.lax.scan(body, x, (stacked, keys))
+        return x
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:

@@ -1,0 +1,53 @@
+"""The study's protocol, shared by every experiment config (one get_config() per file imports this).
+
+Learning rates are our choice (the study does not print its values): 2e-4 for LoRA/DoRA, 2e-5 for
+Full FT, cosine decay after a linear warmup, AdamW with weight decay 0.01 on matrices only.
+"""
+
+import ml_collections
+
+LEARNING_RATES = {"full": 2e-5, "lora": 2e-4, "dora": 2e-4}
+
+
+def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.model = model  # registry name, hub id, HF dir, .gguf, or "random" (see random_model)
+    c.tokenizer = ""  # "" = the model's own; needed for model="random"
+    c.random_model = ml_collections.ConfigDict(dict(
+        family="llama", vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, rope_theta=10000.0,
+        tie_word_embeddings=True, eos_token_id=2))
+    c.method = method  # full | lora | dora
+    c.compute_dtype = "bfloat16"
+    c.param_dtype = "float32"  # master weights
+    c.scan_layers = True  # one lax.scan over layers: compile time independent of depth
+    c.remat = "none"  # none | full | dots: rematerialise layer activations in the backward pass
+
+    c.peft = ml_collections.ConfigDict(dict(
+        r=8, alpha=32.0, dropout=0.05, rslora=False,
+        targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")))
+
+    c.data = ml_collections.ConfigDict(dict(
+        task="orcamath", split="train", limit=10_000, data_dir="", template="plain",
+        seq_len=512, packing=True, shuffle_seed=0, num_epochs=0))  # num_epochs 0 = repeat forever
+
+    c.global_batch_size = 64
+    c.micro_batch_size = 0  # examples (rows) per device per micro-step; 0 = no accumulation
+    c.mesh_shape = ml_collections.ConfigDict(dict(data=-1, fsdp=1))  # -1 = all remaining devices
+
+    c.optim = ml_collections.ConfigDict(dict(
+        learning_rate=LEARNING_RATES[method], warmup_ratio=0.03, schedule="cosine", final_lr_ratio=0.0,
+        weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
+
+    c.total_steps = 0  # 0 = one epoch over the training examples
+    c.checkpoint_every_steps = 200
+    c.keep_checkpoints = 2
+    c.save_adapters_only = True  # LoRA/DoRA: frozen base weights come from `model`, not the checkpoint
+    c.max_consecutive_nonfinite = 5
+    c.log_every_steps = 1
+
+    c.eval = ml_collections.ConfigDict(dict(
+        every_steps=0, task="gsm8k", split="test", limit=32, shots=0, template="plain",
+        max_new_tokens=256, batch_size=16, final=True, final_limit=200))
+    return c

@@ -1,0 +1,9 @@
+"""gemma-2b, lora: the study's protocol (see configs/base.py) on 10k OrcaMath examples."""
+
+from configs.base import get_base_config
+
+
+def get_config():
+    c = get_base_config(model="gemma-2b", method="lora")
+    c.micro_batch_size = 4  # per device; accumulation fills the global batch of 64
+    return c

@@ -1,0 +1,9 @@
+"""qwen2.5-0.5b, dora: the study's protocol (see configs/base.py) on 10k OrcaMath examples."""
+
+from configs.base import get_base_config
+
+
+def get_config():
+    c = get_base_config(model="qwen2.5-0.5b", method="dora")
+    c.micro_batch_size = 16  # per device; accumulation fills the global batch of 64
+    return c

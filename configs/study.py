@@ -1,0 +1,24 @@
+"""The study's grid: five models x (zero-shot, 5-shot, Full FT, LoRA, DoRA) x four benchmarks."""
+
+import ml_collections
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.models = ("smollm2-135m", "smollm2-360m", "qwen2.5-0.5b", "olmo-1b", "gemma-2b")
+    # Training config per model; {method} is filled with full, lora or dora.
+    c.model_configs = ml_collections.ConfigDict({
+        "smollm2-135m": "configs/smollm2_135m_{method}.py", "smollm2-360m": "configs/smollm2_360m_{method}.py",
+        "qwen2.5-0.5b": "configs/qwen25_05b_{method}.py", "olmo-1b": "configs/olmo1b_{method}.py",
+        "gemma-2b": "configs/gemma2b_{method}.py"})
+    c.methods = ("zero-shot", "5-shot", "full", "lora", "dora")
+    c.benchmarks = ("orcamath", "gsm8k", "math", "svamp")
+    c.train_overrides = ml_collections.ConfigDict()  # dotted config key -> value, applied to every run
+    c.eval = ml_collections.ConfigDict(dict(
+        template="plain", max_new_tokens=512, batch_size=32,
+        limits=ml_collections.ConfigDict(dict(orcamath=0, gsm8k=0, math=0, svamp=0, math500=0))))  # 0 = all
+    c.sample_ids = ml_collections.ConfigDict()  # benchmark -> problem ids shown side by side in the report
+    c.data_dir = ""
+    c.progress = True
+    c.config_root = ""  # set by the CLI: the repository root that model_configs paths are relative to
+    return c

@@ -1,0 +1,62 @@
+"""The study grid on a tiny model: every cell written, a killed study resumes and skips finished cells,
+and the report builds from what it wrote."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+STUDY_TINY = os.path.join(REPO, "configs", "study_tiny.py")
+
+
+def _cells(workdir):
+    found = set()
+    for model in os.listdir(workdir):
+        mdir = os.path.join(workdir, model)
+        if not os.path.isdir(mdir):
+            continue
+        for method in os.listdir(mdir):
+            edir = os.path.join(mdir, method, "eval")
+            for bench in os.listdir(edir) if os.path.isdir(edir) else ():
+                if os.path.isfile(os.path.join(edir, bench, "metrics.json")):
+                    found.add((model, method, bench))
+    return found
+
+
+def test_tiny_study_runs_resumes_and_reports(tmp_path):
+    from jaxft.study import main as study_main
+
+    w = str(tmp_path / "study")
+    # First run: only the baselines and LoRA (as if the study was killed after them).
+    assert study_main([f"--config={STUDY_TINY}", f"--workdir={w}",
+                       "--config.methods=zero-shot,5-shot,lora"]) == 0
+    first = _cells(w)
+    assert first == {("tiny", m, b) for m in ("zero-shot", "5-shot", "lora") for b in ("gsm8k", "svamp", "math500")}
+    mtimes = {c: os.path.getmtime(os.path.join(w, *c[:2], "eval", c[2], "metrics.json")) for c in first}
+    # Delete one finished cell: only it and the missing methods must run again.
+    os.remove(os.path.join(w, "tiny", "lora", "eval", "svamp", "metrics.json"))
+    proc = subprocess.run([sys.executable, "-m", "jaxft.study", f"--config={STUDY_TINY}", f"--workdir={w}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tiny/zero-shot: all cells done, skipped" in proc.stdout
+    assert "tiny/lora/svamp" in proc.stdout and "tiny/lora/gsm8k" not in proc.stdout
+    assert "training in" not in proc.stdout.split("tiny/full")[0]  # LoRA was not trained again
+    everything = _cells(w)
+    assert everything == {("tiny", m, b) for m in ("zero-shot", "5-shot", "full", "lora", "dora")
+                          for b in ("gsm8k", "svamp", "math500")}
+    for c in first - {("tiny", "lora", "svamp")}:  # finished cells were skipped, not recomputed
+        assert os.path.getmtime(os.path.join(w, *c[:2], "eval", c[2], "metrics.json")) == mtimes[c]
+    m = json.load(open(os.path.join(w, "tiny", "5-shot", "eval", "gsm8k", "metrics.json")))
+    assert m["shots"] == 5 and m["n"] == 4 and len(m["shot_ids"]) == 5
+    for method in ("full", "lora", "dora"):
+        assert os.path.isfile(os.path.join(w, "tiny", method, "train", "summary.json"))
+        assert os.path.isfile(os.path.join(w, "tiny", method, "train", "metrics.jsonl"))
+
+    from jaxft.report import build_report
+
+    out = str(tmp_path / "report")
+    result = build_report(w, out)
+    assert os.path.isfile(os.path.join(out, "results.md")) and os.path.isfile(os.path.join(out, "index.md"))
+    assert not result["missing"] if "missing" in result else True
