@@ -2,7 +2,7 @@
 then exact match on a GSM8K-test slice; about 10 minutes on a 2-core CPU.
 
 CPU-sized on purpose: float32 compute (bfloat16 matmuls are emulated on CPU), a short sequence
-length, a small batch and a higher learning rate than the study's so 24 steps visibly move.
+length, a small batch and a higher learning rate than the study's so 12 steps visibly move.
 """
 
 from configs.base import get_base_config
@@ -13,13 +13,13 @@ def get_config():
     c.compute_dtype = "float32"
     c.data.task, c.data.split, c.data.limit = "gsm8k", "train", 512
     c.data.seq_len, c.data.template = 256, "plain"
-    c.global_batch_size = 8
-    c.total_steps = 24
-    c.checkpoint_every_steps = 12
+    c.global_batch_size = 4
+    c.total_steps = 12
+    c.checkpoint_every_steps = 6
     c.optim.learning_rate = 5e-4
     c.optim.warmup_ratio = 0.1
     c.eval.every_steps = 0
-    c.eval.final_limit = 24
-    c.eval.max_new_tokens = 160
+    c.eval.final_limit = 16
+    c.eval.max_new_tokens = 128
     c.eval.batch_size = 8
     return c

@@ -114,8 +114,10 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     schedule = make_schedule(c, total_steps)
     optimizer = make_optimizer(schedule, weight_decay=c.optim.weight_decay, b1=c.optim.b1, b2=c.optim.b2,
                                eps=c.optim.eps, grad_clip=c.optim.grad_clip)
-    opt_state = jax.jit(optimizer.init)(trainable)
-    o_shard = jax.tree.map(lambda x: x.sharding, opt_state)
+    # Explicit layout: left to jit, scalar leaves (Adam's count) land on one device, which a
+    # multi-process step refuses.
+    o_shard = shard_lib.param_shardings(mesh, jax.eval_shape(optimizer.init, trainable))
+    opt_state = jax.jit(optimizer.init, out_shardings=o_shard)(trainable)
     b_shard = shard_lib.batch_sharding(mesh, accumulated=accum > 1)
     step_fn = make_train_step(graphdef, optimizer, accum_steps=accum,
                               in_shardings=(t_shard, f_shard, o_shard, b_shard, shard_lib.replicated(mesh)),

@@ -1,0 +1,41 @@
+"""`python -m jaxft.eval` with the real model on 16 GSM8K problems: both output files, consistent."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.real
+
+
+def test_eval_cli_writes_predictions_and_metrics(tmp_path):
+    out = str(tmp_path / "out")
+    proc = subprocess.run([sys.executable, "-m", "jaxft.eval", "--model=smollm2-135m-instruct-q4", "--task=gsm8k",
+                           "--shots=0", "--limit=16", "--batch_size=16", "--max_new_tokens=96",
+                           f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    preds = [json.loads(line) for line in open(os.path.join(out, "predictions.jsonl"))]
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert len(preds) == m["n"] == 16
+    for p in preds:
+        assert set(p) >= {"question", "prompt", "generation", "prediction", "reference", "correct"}
+        assert p["prompt"].startswith("Question: ") and p["prompt"].endswith("Answer:")
+        assert "\nQuestion:" not in p["generation"]  # cut at the stop string
+    from jaxft.eval import is_correct
+
+    assert m["correct"] == sum(is_correct("gsm8k", p["generation"], p["reference"]) for p in preds)
+    assert abs(m["exact_match"] - 100.0 * m["correct"] / 16) < 1e-9
+    assert m["ci95"][0] <= m["exact_match"] <= m["ci95"][1]
+    assert m["task"] == "gsm8k" and m["shots"] == 0 and m["template"] == "plain"
+    assert m["decoding"]["max_new_tokens"] == 96 and m["tokens_per_second"] > 0
+
+
+def test_eval_cli_rejects_bad_input(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jaxft.eval", "--model=nope-1b", "--task=gsm8k",
+                           f"--output_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "nope-1b" in proc.stderr and "smollm2-135m" in proc.stderr
+    assert not os.listdir(tmp_path)
