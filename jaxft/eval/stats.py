@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 
-def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """95% Wilson score interval in percent; better than the normal approximation near 0% and 100%,
     where small models on GSM8K live."""
     if n <= 0:
