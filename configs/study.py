@@ -5,11 +5,11 @@ import ml_collections
 
 def get_config():
     c = ml_collections.ConfigDict()
-    c.models = ("smollm2-135m", "smollm2-360m", "qwen2.5-0.5b", "olmo-1b", "gemma-2b")
+    c.models = ("smollm2-135m", "smollm2-360m", "qwen25-05b", "olmo-1b", "gemma-2b")
     # Training config per model; {method} is filled with full, lora or dora.
     c.model_configs = ml_collections.ConfigDict({
         "smollm2-135m": "configs/smollm2_135m_{method}.py", "smollm2-360m": "configs/smollm2_360m_{method}.py",
-        "qwen2.5-0.5b": "configs/qwen25_05b_{method}.py", "olmo-1b": "configs/olmo1b_{method}.py",
+        "qwen25-05b": "configs/qwen25_05b_{method}.py", "olmo-1b": "configs/olmo1b_{method}.py",
         "gemma-2b": "configs/gemma2b_{method}.py"})
     c.methods = ("zero-shot", "5-shot", "full", "lora", "dora")
     c.benchmarks = ("orcamath", "gsm8k", "math", "svamp")
