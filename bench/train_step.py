@@ -1,0 +1,180 @@
+"""Train-step throughput: jaxft Full FT / LoRA / DoRA against torch + PEFT on SmolLM2-135M-Instruct.
+
+One step = forward + backward + AdamW update (clip 1.0, decay on matrices), batch 8 x 256 tokens,
+float32 on CPU. Each row: warm-up steps, then the median of timed steps; jaxft's compile time is
+reported apart. Adapter dropout defaults to 0 on both sides: with dropout PEFT's DoRA recomputes
+W·dropout(x), a second full-size matmul per layer that any exact port must do too.
+
+    python bench/train_step.py [--warmup 1 --steps 3 --dropout 0.0 --only jaxft|torch]
+
+Last line: `lora/full=X.XX dora/full=X.XX jaxft_lora/peft_lora=X.XX` (ratios of tokens/s; the
+first two within jaxft).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import time
+
+import numpy as np
+
+MODEL = "smollm2-135m-instruct-q4"
+METHODS = ("full", "lora", "dora")
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--r", type=int, default=8)
+    p.add_argument("--alpha", type=float, default=16)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--only", choices=("jaxft", "torch"), default=None)
+    return p.parse_args()
+
+
+def make_batch(vocab: int, batch: int, seq: int) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(0).integers(0, vocab, (batch, seq + 1)).astype(np.int32)
+    return {"input_ids": ids[:, :-1], "targets": ids[:, 1:], "attention_mask": np.ones((batch, seq), np.int32),
+            "loss_mask": np.ones((batch, seq), np.float32)}
+
+
+def timed(step, warmup: int, steps: int) -> tuple[float, float]:
+    """Median wall and median process-CPU seconds of `steps` calls after `warmup` calls.
+
+    `step()` must block until done. CPU seconds (all threads) are far less disturbed than wall time
+    when other jobs share the cores, so they are printed next to it.
+    """
+    for _ in range(warmup):
+        step()
+    wall, cpu = [], []
+    for _ in range(steps):
+        t, c = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def bench_jaxft(args, methods) -> dict[str, tuple[float, float, float]]:
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxft.models import load_model
+    from jaxft.peft import apply_peft, split_params
+    from jaxft.train.optim import make_optimizer
+    from jaxft.train.step import make_train_step
+
+    t = time.perf_counter()
+    base, _ = load_model(MODEL)
+    print(f"jaxft: loaded {MODEL} in {time.perf_counter() - t:.1f}s", flush=True)
+    base_graphdef, base_state = nnx.split(base)
+    batch = {k: jnp.asarray(v) for k, v in make_batch(base.config.vocab_size, args.batch, args.seq).items()}
+    out = {}
+    for method in methods:
+        model = apply_peft(nnx.merge(base_graphdef, base_state), method, r=args.r, alpha=args.alpha,
+                           dropout=args.dropout)
+        graphdef, trainable, frozen = split_params(model, method)
+        trainable = jax.tree.map(jnp.copy, trainable)  # donated by the step; keep the base intact
+        opt = make_optimizer(1e-5)
+        opt_state = opt.init(trainable)
+        use_rng = args.dropout > 0 and method != "full"
+        rng = jax.random.key(0) if use_rng else None
+        t = time.perf_counter()
+        step = make_train_step(graphdef, opt).lower(trainable, frozen, opt_state, batch, rng).compile()
+        compile_s = time.perf_counter() - t
+        carry = {"trainable": trainable, "opt_state": opt_state, "i": 0}
+
+        def one():
+            carry["i"] += 1
+            key = jax.random.key(carry["i"]) if use_rng else None
+            tr, st, metrics = step(carry["trainable"], frozen, carry["opt_state"], batch, key)
+            jax.block_until_ready((tr, st, metrics))
+            carry.update(trainable=tr, opt_state=st)
+
+        out[method] = (*timed(one, args.warmup, args.steps), compile_s)
+        print(f"jaxft {method}: {out[method][0]:.2f}s/step (cpu {out[method][1]:.2f}s, compile {compile_s:.1f}s)",
+              flush=True)
+        del model, trainable, frozen, opt_state, carry, step
+    return out
+
+
+def bench_torch(args, methods) -> dict[str, tuple[float, float, float]]:
+    import peft
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from jaxft.models.registry import gguf_package_file
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    hf_logging.disable_progress_bar()
+    path = gguf_package_file(MODEL)
+    t = time.perf_counter()
+    base = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
+                                                dtype=torch.float32)
+    print(f"torch: loaded {MODEL} in {time.perf_counter() - t:.1f}s", flush=True)
+    data = {k: torch.from_numpy(v) for k, v in make_batch(base.config.vocab_size, args.batch, args.seq).items()}
+    ids, targets = data["input_ids"].long(), data["targets"].long()
+    out = {}
+    for method in methods:
+        model = copy.deepcopy(base)
+        if method != "full":
+            model = peft.get_peft_model(model, peft.LoraConfig(r=args.r, lora_alpha=args.alpha, target_modules=TARGETS,
+                                                               lora_dropout=args.dropout, use_dora=method == "dora"))
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.01},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=1e-5, betas=(0.9, 0.999), eps=1e-8)
+
+        def one():
+            opt.zero_grad(set_to_none=True)
+            logits = model(input_ids=ids, attention_mask=data["attention_mask"]).logits
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+
+        out[method] = (*timed(one, args.warmup, args.steps), 0.0)
+        print(f"torch {method}: {out[method][0]:.2f}s/step (cpu {out[method][1]:.2f}s)", flush=True)
+        del model, opt, params, groups
+    return out
+
+
+def main():
+    args = parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    tokens = args.batch * args.seq
+    rows = {}
+    if args.only != "torch":
+        rows["jaxft"] = bench_jaxft(args, methods)
+    if args.only != "jaxft":
+        rows["torch+peft"] = bench_torch(args, methods)
+    print(f"\nbatch {args.batch}x{args.seq} float32, dropout {args.dropout}, r={args.r}, "
+          f"median of {args.steps} steps after {args.warmup} warm-up")
+    print(f"{'framework':<11} {'method':<6} {'s/step':>8} {'tokens/s':>9} {'cpu_s/step':>11} {'compile_s':>10}")
+    tps = {}
+    for fw, res in rows.items():
+        for method, (sec, cpu, comp) in res.items():
+            tps[fw, method] = tokens / sec
+            print(f"{fw:<11} {method:<6} {sec:>8.2f} {tokens / sec:>9.1f} {cpu:>11.2f} {comp:>10.1f}")
+
+    def ratio(a, b):
+        return f"{tps[a] / tps[b]:.2f}" if a in tps and b in tps else "n/a"
+
+    print(f"lora/full={ratio(('jaxft', 'lora'), ('jaxft', 'full'))} "
+          f"dora/full={ratio(('jaxft', 'dora'), ('jaxft', 'full'))} "
+          f"jaxft_lora/peft_lora={ratio(('jaxft', 'lora'), ('torch+peft', 'lora'))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training: optimizer construction and the jitted train step over trainable/frozen partitions."""

@@ -1,0 +1,271 @@
+"""Per-device training memory in closed form: the one formula behind `python -m jaxft.plan`.
+
+Why closed form: it answers "does Gemma-2B fit a v5e-8?" on a laptop, in a second, for any batch.
+tests/test_plan.py holds it to XLA's compiled memory (memory_analysis) on CPU within 20%.
+
+Bytes per device. b = per-device micro-batch, s = sequence length, c = compute-dtype bytes,
+h/q/kv/i = hidden, query (heads*head_dim), key-value and MLP widths, nh = query heads, L = layers.
+
+  parameters    every leaf in its storage dtype; a leaf that `sharding.param_spec` shards is / fsdp
+  gradients     trainable leaves only (Full FT: all; LoRA/DoRA: adapters), same dtype and layout
+  optimizer     the optimizer's own state (eval_shape of its init): AdamW mu + nu, same layout
+  accumulator   one more gradient copy when micro-batches are accumulated
+  scan stack    scan_layers stacks the layer weights for lax.scan every step: one copy of them
+  fsdp gather   fsdp > 1: one layer's weights gathered in the compute dtype (+ their gradient in
+                the storage dtype before the reduce-scatter, when they are trained)
+  activations   what autodiff keeps per layer per token for the backward pass
+                  none: 4h*4 + 4h*c  (two norms: float32 internals and outputs)
+                        + (2q + 2kv + 6i)*c  (roped q/k, v, attention output, MLP intermediates)
+                        + nh*s*(4 + c)  (float32 softmax numerator and the probabilities)
+                        + LoRA: r per adapter, and the dropped-out input per adapter when dropout > 0
+                        + DoRA: the adapted weight W + BA in float32 (its column norms are trained)
+                        + once per layer, its weights cast to c (when c is not the storage dtype)
+                  dots: the layer input and every projection output: (h + q + 2kv + 2h + 2i)*c
+                  full: the layer input: h*c
+                remat "full"/"dots" also hold one layer's "none" activations while it is recomputed.
+                remat without scan_layers is counted as none: unrolled, the recomputations do not
+                depend on the backward pass, and XLA may schedule them early (on CPU it does).
+  logits        2*b*s*vocab*4: float32 logits and their softmax / gradient
+  peak          parameters + optimizer + max(backward, update), where
+                  backward = gradients + accumulator + scan stack + fsdp gather + activations
+                             + max(logits, one layer's working set while it is recomputed)
+                  update   = gradients + optimizer + trainable: the new moments and the update stay
+                             live until the non-finite check decides whether to apply them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from jaxft.errors import ConfigError
+
+GiB = 1024 ** 3
+HEADROOM = 0.10  # allocator fragmentation, XLA scratch, the runtime itself
+
+# HBM per device as JAX sees it; for v4/v5p the "-N" in the name counts TensorCores (2 per chip,
+# one JAX device per chip), for v5e/v6e it counts chips.
+ACCELERATORS = {"v5e": (16, 1), "v5litepod": (16, 1), "v6e": (32, 1), "v4": (32, 2), "v5p": (95, 2)}
+GPUS = {"h100": 80, "h200": 141, "a100": 80, "a100_40g": 40}
+REMATS = ("none", "dots", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    name: str
+    count: int
+    bytes_per_device: int
+
+    @property
+    def usable(self) -> int:
+        return int(self.bytes_per_device * (1 - HEADROOM))
+
+
+def _host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def parse_devices(spec: str) -> Hardware:
+    """'v5e-8', 'v4-8', 'v5p-8', 'h100x8', 'a100x8', 'cpu', 'cpux8' (host memory shared evenly)."""
+    s = spec.lower()
+    if m := re.fullmatch(r"(v5e|v5litepod|v6e|v4|v5p)-(\d+)", s):
+        gib, cores_per_chip = ACCELERATORS[m[1]]
+        n = int(m[2]) // cores_per_chip
+        if n < 1 or int(m[2]) % cores_per_chip:
+            raise ConfigError(f"--devices={spec}: {m[1]} slices come in multiples of {cores_per_chip} cores")
+        return Hardware(spec, n, gib * GiB)
+    if m := re.fullmatch(r"(h100|h200|a100|a100_40g)(?:x(\d+))?", s):
+        return Hardware(spec, int(m[2] or 1), GPUS[m[1]] * GiB)
+    if m := re.fullmatch(r"cpu(?:x(\d+))?", s):
+        n = int(m[1] or 1)
+        return Hardware(spec, n, _host_memory() // n)
+    raise ConfigError(f"--devices={spec!r}: expected one of v5e-N, v6e-N, v4-N, v5p-N, h100xN, h200xN, a100xN, "
+                      f"cpu or cpuxN")
+
+
+def resolve_mesh(mesh_shape: dict, n: int) -> tuple[int, int]:
+    """(data, fsdp) by the rules of sharding.make_mesh, without needing the devices."""
+    data, fsdp = int(mesh_shape.get("data", -1)), int(mesh_shape.get("fsdp", 1))
+    if data == -1 and fsdp == -1:
+        raise ConfigError("mesh_shape: at most one of data/fsdp may be -1")
+    data = n // fsdp if data == -1 else data
+    fsdp = n // data if fsdp == -1 else fsdp
+    if data * fsdp != n:
+        raise ConfigError(f"mesh_shape data={data} x fsdp={fsdp} does not match the {n} devices")
+    return data, fsdp
+
+
+def model_config(c):
+    """The ModelConfig of `c.model` from its config alone: no weights are read."""
+    from jaxft.models import ModelConfig
+    from jaxft.models.hf_config import config_from_hf
+    from jaxft.models.registry import HF_CONFIGS, registry_config
+
+    if c.model == "random":
+        return ModelConfig(**c.random_model.to_dict())
+    if c.model in HF_CONFIGS:
+        return registry_config(c.model)
+    path = os.path.join(c.model, "config.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return config_from_hf(json.load(f), where=path)
+    raise ConfigError(f"model {c.model!r}: the planner needs 'random', a registry name ({', '.join(HF_CONFIGS)}) "
+                      f"or an HF directory with config.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Everything the formula reads, in bytes per device where it is a size."""
+    cfg: Any  # ModelConfig
+    method: str
+    seq: int
+    micro_batch: int  # per device
+    accum: int
+    data: int
+    fsdp: int
+    remat: str
+    scan: bool
+    c_bytes: int  # compute dtype
+    p_bytes: int  # parameter storage dtype
+    params: int  # all parameter leaves, sharded
+    trainable: int
+    optimizer: int
+    layer_weights: int  # all layers' weights, sharded (the scan stack)
+    one_layer: int  # one layer's weights, unsharded, element count
+    one_layer_trainable: int  # of which trained, element count
+    lora_rank_sum: int  # per layer: r per adapter
+    lora_inputs: int  # per layer: the adapters' input widths
+    dora_weights: int  # per layer: elements of the adapted weights (DoRA only)
+    dropout: float
+    n_params: int
+    n_trainable: int
+
+
+def _sharded_bytes(tree: Any, fsdp: int) -> int:
+    import jax
+
+    from jaxft.train.sharding import param_spec
+
+    total = 0
+    for x in jax.tree.leaves(tree):
+        n = int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+        total += n // fsdp if any(a == "fsdp" for a in param_spec(tuple(x.shape), fsdp)) else n
+    return total
+
+
+def setup_from_config(c, n_devices: int) -> Setup:
+    """Abstract model (jax.eval_shape) + adapters + optimizer state, exactly as the train loop builds them."""
+    import jax
+    from flax import nnx
+
+    from jaxft.models.load import as_dtype
+    from jaxft.models.params import abstract_model
+    from jaxft.peft import apply_peft, split_params
+    from jaxft.peft.apply import adapted_layers
+    from jaxft.train.optim import make_optimizer
+
+    if str(c.remat) not in REMATS:
+        raise ConfigError(f"config.remat={c.remat!r}; allowed: {', '.join(REMATS)}")
+    cfg = model_config(c)
+    data, fsdp = resolve_mesh(dict(c.mesh_shape), n_devices)
+    shards = data * fsdp
+    micro_global = c.micro_batch_size * shards if c.micro_batch_size else c.global_batch_size
+    if c.global_batch_size % micro_global or micro_global % shards:
+        raise ConfigError(f"global_batch_size={c.global_batch_size} must be a multiple of micro_batch_size x "
+                          f"devices = {micro_global}, and that of the {shards} batch shards")
+    cdtype, pdtype = as_dtype(c.compute_dtype), as_dtype(c.param_dtype)
+    model = abstract_model(cfg, cdtype, pdtype)
+    if c.method != "full":
+        model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
+                           dropout=c.peft.dropout, rslora=c.peft.rslora)
+    adapters = [m for n, m in adapted_layers(model).items() if n.startswith("model.layers.0.")]
+    _, trainable, frozen = split_params(model, c.method)
+    opt = make_optimizer(0.0, weight_decay=c.optim.weight_decay, grad_clip=c.optim.grad_clip)
+    opt_state = jax.eval_shape(opt.init, trainable)
+
+    def layer_part(state):
+        return [v for k, v in nnx.to_flat_state(state) if k[:2] == ("model", "layers")]
+
+    layers_all = layer_part(trainable) + layer_part(frozen)
+    count = lambda leaves: int(sum(np.prod(x.shape) for x in leaves))  # noqa: E731
+    L = cfg.num_hidden_layers
+    return Setup(
+        cfg=cfg, method=c.method, seq=c.data.seq_len, micro_batch=micro_global // shards,
+        accum=c.global_batch_size // micro_global, data=data, fsdp=fsdp, remat=str(c.remat),
+        scan=bool(c.scan_layers), c_bytes=np.dtype(cdtype).itemsize, p_bytes=np.dtype(pdtype).itemsize,
+        params=_sharded_bytes((trainable, frozen), fsdp), trainable=_sharded_bytes(trainable, fsdp),
+        optimizer=_sharded_bytes(opt_state, fsdp), layer_weights=_sharded_bytes(layers_all, fsdp),
+        one_layer=count(layers_all) // L, one_layer_trainable=count(layer_part(trainable)) // L,
+        lora_rank_sum=sum(a.lora_A.shape[0] for a in adapters),
+        lora_inputs=sum(a.in_features for a in adapters),
+        dora_weights=sum(a.in_features * a.out_features for a in adapters) if c.method == "dora" else 0,
+        dropout=float(c.peft.dropout) if c.method != "full" else 0.0,
+        n_params=count(jax.tree.leaves((trainable, frozen))), n_trainable=count(jax.tree.leaves(trainable)))
+
+
+def _layer_token_bytes(s: Setup) -> int:
+    """Activations one layer keeps per token without remat (see the module docstring)."""
+    cfg, c = s.cfg, s.c_bytes
+    h, i = cfg.hidden_size, cfg.intermediate_size
+    q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
+    n = 4 * h * 4 + 4 * h * c + (2 * q + 2 * kv + 6 * i) * c + cfg.num_attention_heads * s.seq * (4 + c)
+    n += s.lora_rank_sum * c
+    if s.dropout > 0:
+        n += s.lora_inputs * (c + 1)  # the dropped input and its keep-mask
+    return n
+
+
+def estimate(s: Setup, batch: int | None = None, remat: str | None = None) -> dict[str, int]:
+    """The terms and the peak, in bytes per device, for a per-device micro-batch and remat policy."""
+    cfg, c = s.cfg, s.c_bytes
+    b = s.micro_batch if batch is None else batch
+    remat = s.remat if remat is None else remat
+    if remat not in REMATS:
+        raise ConfigError(f"remat={remat!r}; allowed: {', '.join(REMATS)}")
+    effective = remat if s.scan else "none"
+    L, h, i = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
+    q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
+    tokens = b * s.seq
+    layer_working = tokens * _layer_token_bytes(s) + s.dora_weights * 4 // s.fsdp
+    cast_weights = s.one_layer * c // s.fsdp if c != s.p_bytes else 0
+    if effective == "none":
+        saved, working = L * (layer_working + cast_weights), 0
+    else:
+        per_token = h * c if effective == "full" else (h + q + 2 * kv + 2 * h + 2 * i) * c
+        saved, working = L * tokens * per_token, layer_working
+    gradients = s.trainable
+    terms = {
+        "parameters": s.params,
+        "gradients": gradients,
+        "optimizer": s.optimizer,
+        "accumulator": gradients if s.accum > 1 else 0,
+        "scan_stack": s.layer_weights if s.scan and L > 1 else 0,
+        "fsdp_gather": (s.one_layer * c + s.one_layer_trainable * s.p_bytes) if s.fsdp > 1 else 0,
+        "activations": saved,
+        "logits": 2 * tokens * cfg.vocab_size * 4,
+        "recompute": working,
+        "batch": tokens * 20 * max(s.accum, 1),  # input_ids, targets, positions, segment_ids, loss_mask
+    }
+    backward = (terms["gradients"] + terms["accumulator"] + terms["scan_stack"] + terms["fsdp_gather"]
+                + terms["activations"] + max(terms["logits"], terms["recompute"]))
+    update = gradients + s.optimizer + s.trainable
+    terms["peak"] = s.params + s.optimizer + terms["batch"] + max(backward, update)
+    return terms
+
+
+def largest_batch(s: Setup, usable: int, remat: str | None = None, limit: int = 1 << 16) -> int:
+    """Largest per-device micro-batch whose peak fits `usable` bytes (0: not even one example)."""
+    if estimate(s, 1, remat)["peak"] > usable:
+        return 0
+    lo, hi = 1, 2
+    while hi <= limit and estimate(s, hi, remat)["peak"] <= usable:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if estimate(s, mid, remat)["peak"] <= usable else (lo, mid)
+    return lo

@@ -1,0 +1,84 @@
+"""Multi-process training on localhost: two processes x 4 CPU devices joined by jax.distributed train
+like one process with 8 devices, and checkpoints written on an 8-device fsdp mesh restore on 1 device."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import portpicker
+import pytest
+
+from conftest import REPO
+
+TINY = os.path.join(REPO, "configs", "tiny.py")
+# A constant learning rate makes a 5-step run the prefix of a 10-step one; fsdp=8 spreads every
+# matrix over both processes, so saving and restoring must gather shards across them.
+COMMON = ["--config.method=full", "--config.global_batch_size=8", "--config.checkpoint_every_steps=5",
+          "--config.optim.schedule=constant", "--config.optim.warmup_ratio=0.0", "--config.data.limit=48"]
+FSDP8 = ["--config.mesh_shape.data=1", "--config.mesh_shape.fsdp=8"]
+
+
+def start(workdir, devices, *args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    cmd = [sys.executable, "-m", "jaxft.train", f"--config={TINY}", f"--workdir={workdir}", *COMMON, *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(*procs, timeout=600):
+    """Wait for all; if one fails, stop the rest (a lone distributed peer would wait for ever)."""
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            outs.append(out)
+            assert p.returncode == 0, f"exit {p.returncode}:\n{err[-3000:]}"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return outs
+
+
+def losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [(r["step"], r["loss"]) for r in map(json.loads, f)]
+
+
+@pytest.mark.slow  # four training processes: about 2.5 minutes on 2 idle cores, more when they are shared
+def test_two_processes_match_one_and_checkpoints_reshard_to_one_device(tmp_path):
+    straight, multi, resumed = (str(tmp_path / n) for n in ("straight", "multi", "resumed"))
+    port = portpicker.pick_unused_port()
+    peers = [start(multi, 4, "--config.total_steps=5", *FSDP8, f"--coordinator_address=127.0.0.1:{port}",
+                   "--num_processes=2", f"--process_id={i}") for i in range(2)]
+    one = start(straight, 8, "--config.total_steps=10", *FSDP8)
+    out0, out1, _ = finish(*peers, one)
+
+    ref = losses(straight)
+    assert [s for s, _ in ref] == list(range(1, 11))
+    got = losses(multi)  # written by process 0 alone
+    assert [s for s, _ in got] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in ref[:5]], atol=1e-5, rtol=0)
+    # Each process reads its own half of every global batch.
+    examples = [json.loads(o.strip().splitlines()[-1])["examples"] for o in (out0, out1)]
+    assert examples == [20, 20]
+
+    # The 8-device checkpoint of step 5 continues on a single device, losses unchanged.
+    shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns("10"))
+    finish(start(resumed, 1, "--config.total_steps=10", "--config.mesh_shape.data=-1",
+                 "--config.mesh_shape.fsdp=1"))
+    after = losses(resumed)
+    assert [s for s, _ in after] == list(range(1, 11))
+    np.testing.assert_allclose([v for _, v in after[5:]], [v for _, v in ref[5:]], atol=1e-5, rtol=0)
+
+    # The checkpoint the two processes wrote together restores here, on this process's one device.
+    from jaxft.models import flat_params
+    from jaxft.train.restore import restore_model
+
+    a, b = flat_params(restore_model(multi)[0]), flat_params(restore_model(straight, step=5)[0])
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), atol=1e-5, rtol=0, err_msg=k)
