@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from jaxft.errors import JaxftError
+from jaxft.errors import ConfigError, JaxftError
 from jaxft.train import memory as mem
 
 _ROWS = [("parameters", "parameters"), ("gradients", "gradients"), ("optimizer", "optimizer state"),
@@ -33,11 +33,11 @@ def parse(argv: list[str]):
         elif arg.startswith("--config.") and "=" in arg:
             overrides.append(arg[len("--config."):].split("=", 1))
         else:
-            raise mem.ConfigError(f"argument {arg!r}: expected --config=, --devices=, --config.KEY=VALUE or --json")
+            raise ConfigError(f"argument {arg!r}: expected --config=, --devices=, --config.KEY=VALUE or --json")
     if config_path is None:
-        raise mem.ConfigError("missing --config=path/to/config.py")
+        raise ConfigError("missing --config=path/to/config.py")
     if devices is None:
-        raise mem.ConfigError("missing --devices= (e.g. v5e-8, v4-8, v5p-8, h100x8, a100x8, cpux8)")
+        raise ConfigError("missing --devices= (e.g. v5e-8, v4-8, v5p-8, h100x8, a100x8, cpux8)")
     c = load_config_file(config_path)
     for dotted, raw in overrides:
         apply_override(c, dotted, raw)

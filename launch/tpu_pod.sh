@@ -90,7 +90,8 @@ if ((SETUP)); then
   TARBALL=/tmp/jaxft-$opt_tpu_name.tar.gz
   run git -C "$ROOT" archive --format=tar.gz -o "$TARBALL" HEAD
   run gcloud compute tpus tpu-vm scp "$TARBALL" "$opt_tpu_name:jaxft.tar.gz" "${G[@]}" --worker=all
-  run "${SSH[@]}" --command="mkdir -p $opt_repo_dir && tar -xzf jaxft.tar.gz -C $opt_repo_dir && $opt_python -m pip install -q -U 'jax[tpu]' -e $opt_repo_dir"
+  INSTALL="$opt_python -m pip install -q -U 'jax[tpu]' -e $opt_repo_dir"
+  run "${SSH[@]}" --command="mkdir -p $opt_repo_dir && tar -xzf jaxft.tar.gz -C $opt_repo_dir && $INSTALL"
 fi
 
 TRAIN=$(words JAXFT_DISTRIBUTED=1 "$opt_python" -m jaxft.train --config="$opt_config" --workdir="$opt_workdir" \

@@ -53,7 +53,8 @@ for name in cluster workload tpu-type config workdir; do
   var="opt_${name//-/_}"; [[ -n ${!var} ]] || die "missing --$name"
 done
 [[ -f $ROOT/$opt_config ]] || die "config '$opt_config' not found under $ROOT (give it relative to the repo root)"
-[[ $opt_workload =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]] || die "--workload=$opt_workload: use lowercase letters, digits and -"
+[[ $opt_workload =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]] ||
+  die "--workload=$opt_workload: use lowercase letters, digits and -"
 if [[ -n $opt_docker_image && -n $opt_base_docker_image ]] || [[ -z $opt_docker_image$opt_base_docker_image ]]; then
   die "give exactly one of --docker-image and --base-docker-image"
 fi
