@@ -152,6 +152,7 @@ def bench_torch(args, methods) -> dict[str, tuple[float, float, float]]:
 
 def main():
     args = parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF de-quantisation progress bar
     methods = [m for m in args.methods.split(",") if m]
     tokens = args.batch * args.seq
     rows = {}

@@ -23,9 +23,6 @@ import numpy as np
 
 from jaxft.errors import ConfigError, JaxftError, UnknownModelError
 
-KINDS = ("hessian", "intruders", "displacement")
-
-
 def load_source(src: str, base: str | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) for an HF dir, PEFT adapter dir, training workdir, or any load_model source."""
     from jaxft.models import load_model
@@ -71,7 +68,7 @@ def run_hessian(args) -> dict:
     timings = {}
     t0 = time.perf_counter()
     top = H.lanczos_top_k(problem.hvp, problem.params, args.k, args.lanczos_steps, seed=args.seed,
-                          reorth=args.reorth, basis_on_host=args.basis_on_host)
+                          reorth=args.reorth, basis_on_host=args.basis_on_host, basis_dir=args.basis_dir)
     timings["lanczos"] = time.perf_counter() - t0
     result = {
         "checkpoint": args.checkpoint, "subset": args.subset, "num_params": problem.num_params,
@@ -96,7 +93,7 @@ def run_hessian(args) -> dict:
     result["trace"] = {"mean": trace.mean, "stderr": trace.stderr, "probes": args.trace_probes}
     t0 = time.perf_counter()
     density = H.slq_density(problem.hvp, problem.params, probes=args.slq_probes, m=args.slq_steps,
-                            seed=args.seed, basis_on_host=args.basis_on_host)
+                            seed=args.seed, basis_on_host=args.basis_on_host, basis_dir=args.basis_dir)
     timings["slq"] = time.perf_counter() - t0
     result["density"] = density.to_dict()
     result["moments"] = {"mean_eigenvalue": density.moment(1), "mean_squared_eigenvalue": density.moment(2)}
@@ -175,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--lanczos_steps", type=int, default=30)
     h.add_argument("--reorth", choices=("full", "none"), default="full")
     h.add_argument("--basis_on_host", action="store_true", help="keep Lanczos bases in host RAM")
+    h.add_argument("--basis_dir", default=None, help="memory-map Lanczos bases to a temporary file here")
     h.add_argument("--power", action="store_true", help="also run power iteration (with deflation)")
     h.add_argument("--power_iters", type=int, default=100)
     h.add_argument("--trace_probes", type=int, default=20)

@@ -47,7 +47,7 @@ is strongly indefinite, so that can be a negative one: Lanczos with `which="LM"`
 top = H.lanczos_top_k(problem.hvp, problem.params, k=5, m=60)
 t_lanczos = time.perf_counter() - t0
 t0 = time.perf_counter()
-power = H.power_iteration(problem.hvp, problem.params, k=2, iters=200, tol=1e-6)
+power = H.power_iteration(problem.hvp, problem.params, k=2, iters=150, tol=1e-6)
 t_power = time.perf_counter() - t0
 magnitude = H.lanczos_top_k(problem.hvp, problem.params, k=2, m=60, which="LM")
 print(f"Lanczos ({top.matvecs} HVPs, {t_lanczos:.1f}s, includes compiling the HVP):", np.round(top.values, 5))
@@ -75,10 +75,10 @@ first moment estimates tr(H)/P, which Hutchinson's estimator measures directly. 
 Hessian the trace is a small difference of large positive and negative parts, so both estimates
 carry a large standard error: compare the two within it."""),
     new_code_cell("""density = H.slq_density(problem.hvp, problem.params, probes=4, m=60, seed=0)
-trace = H.hutchinson_trace(problem.hvp, problem.params, probes=100, seed=0)
+trace = H.hutchinson_trace(problem.hvp, problem.params, probes=60, seed=0)
 print(f"density integrates to {np.trapezoid(density.density, density.grid):.6f}, sigma {density.sigma:.3g}")
 P = problem.num_params
-print(f"trace: Hutchinson {trace.mean:.2f} ± {trace.stderr:.2f} (100 probes);  "
+print(f"trace: Hutchinson {trace.mean:.2f} ± {trace.stderr:.2f} (60 probes);  "
       f"SLQ P·E[λ] {P * density.moment(1):.2f} ± {P * density.moment_stderr(1):.2f} (4 probes)")
 print(f"SLQ E[λ²] = {density.moment(2):.4g}; top Ritz value of the probes {max(x.max() for x in density.nodes):.4f}")
 display(plots.plot_density(density.grid, density.density))"""),

@@ -438,6 +438,8 @@ def lanczos_top_k(matvec: MatVec, like: Vector, k: int = 5, m: int | None = None
     """
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
+    if return_vectors and reorth != "full":
+        raise ConfigError("Ritz vectors need the basis: use reorth='full' with return_vectors=True")
     m = m or max(3 * k, 30)
     v0 = tree_random(jax.random.key(seed), like)  # Rademacher: one compiled sampler serves every method
     t = lanczos(matvec, v0, m, reorth=reorth, basis_on_host=basis_on_host, basis_dir=basis_dir,

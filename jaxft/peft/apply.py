@@ -107,13 +107,13 @@ def apply_peft(model: Any, method: str, *, targets: Targets = DEFAULT_TARGETS, r
         return model
     layers = linear_layers(model)
     paths = {module_name(p): p for p, m in nnx.iter_modules(model) if isinstance(m, Linear)}
+    names = resolve_targets(model, targets, strict=strict)
+    done = [n for n in names if isinstance(layers[n], LoRALinear)]
+    if done:  # checked before any swap, so a failure leaves the model as it was
+        raise ConfigError(f"layer {done[0]!r} already carries an adapter; apply_peft once per model")
     key = jax.random.key(seed)
-    for i, name in enumerate(resolve_targets(model, targets, strict=strict)):
-        base = layers[name]
-        if isinstance(base, LoRALinear):
-            raise ConfigError(f"layer {name!r} already carries an adapter; apply_peft once per model")
-        new = ADAPTERS[method](base, r=r, alpha=alpha, dropout=dropout, rslora=rslora,
-                               key=key, index=i)
+    for i, name in enumerate(names):
+        new = ADAPTERS[method](layers[name], r=r, alpha=alpha, dropout=dropout, rslora=rslora, key=key, index=i)
         replace_module(model, paths[name], new)
     return model
 

@@ -25,8 +25,8 @@ from jaxft.models.params import flat_params, set_params
 from jaxft.models.transformer import Linear
 from jaxft.peft.adapters import DoRALinear, LoRALinear
 from jaxft.peft.apply import (DEFAULT_TARGETS, adapted_layers, apply_peft, is_plain, leaf_targets,
-                              linear_layers, matches, module_name, peft_method,
-                              replace_module)
+                              linear_layers, matches, module_name, peft_method, replace_module,
+                              resolve_targets)
 
 PEFT_PREFIX = "base_model.model."
 ADAPTER_CONFIG = "adapter_config.json"
@@ -72,15 +72,24 @@ def atomic_dir(out_dir: str) -> Iterator[str]:
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the export private
     try:
         yield tmp
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-            os.rename(out_dir, os.path.join(old, "x"))
+        if not os.path.exists(out_dir):
             os.rename(tmp, out_dir)
+            return
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+        try:
+            os.rename(out_dir, os.path.join(old, "prev"))
+            try:
+                os.rename(tmp, out_dir)
+            except BaseException:
+                os.rename(os.path.join(old, "prev"), out_dir)  # put the previous export back
+                raise
+        finally:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -203,30 +212,31 @@ def load_peft_adapter(model: Any, adapter_dir: str) -> Any:
 
     cfg = read_adapter_config(adapter_dir)
     method = "dora" if cfg.get("use_dora") else "lora"
-    apply_peft(model, method, targets=cfg.get("target_modules") or list(DEFAULT_TARGETS), r=int(cfg["r"]),
-               alpha=cfg.get("lora_alpha", 8), dropout=float(cfg.get("lora_dropout", 0.0)),
-               rslora=bool(cfg.get("use_rslora", False)), strict=False)
+    targets = cfg.get("target_modules") or list(DEFAULT_TARGETS)
+    r = int(cfg["r"])
     path = os.path.join(adapter_dir, ADAPTER_WEIGHTS)
     if not os.path.isfile(path):
         raise WeightLoadError(f"{adapter_dir}: no {ADAPTER_WEIGHTS}")
     stored = load_file(path)
-    wanted = {}
-    for name, layer in adapted_layers(model).items():
-        wanted[f"{PEFT_PREFIX}{name}.lora_A.weight"] = (f"{name}.lora_A", layer.lora_A)
-        wanted[f"{PEFT_PREFIX}{name}.lora_B.weight"] = (f"{name}.lora_B", layer.lora_B)
-        if isinstance(layer, DoRALinear):
-            wanted[f"{PEFT_PREFIX}{name}.lora_magnitude_vector"] = (f"{name}.lora_magnitude_vector",
-                                                                    layer.lora_magnitude_vector)
+    layers = linear_layers(model)
+    wanted = {}  # PEFT key -> (jaxft name, shape); checked in full before the model is touched
+    for name in resolve_targets(model, targets, strict=False):
+        out, inp = layers[name].out_features, layers[name].in_features
+        wanted[f"{PEFT_PREFIX}{name}.lora_A.weight"] = (f"{name}.lora_A", (r, inp))
+        wanted[f"{PEFT_PREFIX}{name}.lora_B.weight"] = (f"{name}.lora_B", (out, r))
+        if method == "dora":
+            wanted[f"{PEFT_PREFIX}{name}.lora_magnitude_vector"] = (f"{name}.lora_magnitude_vector", (out,))
     missing = sorted(set(wanted) - set(stored))
     extra = sorted(set(stored) - set(wanted))
     if missing or extra:
         bad = f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}"
-        raise WeightLoadError(f"{path}: {bad} for target_modules={cfg.get('target_modules')!r}")
-    values = {}
-    for key, (name, var) in wanted.items():
-        if tuple(stored[key].shape) != tuple(var.shape):
-            raise WeightLoadError(f"{path}: tensor {key!r} has shape {tuple(stored[key].shape)}, "
-                                  f"expected {tuple(var.shape)}")
-        values[name] = stored[key]
+        raise WeightLoadError(f"{path}: {bad} for target_modules={targets!r}")
+    for key, (_, shape) in wanted.items():
+        if tuple(stored[key].shape) != shape:
+            raise WeightLoadError(f"{path}: tensor {key!r} has shape {tuple(stored[key].shape)}, expected {shape}")
+    apply_peft(model, method, targets=targets, r=r, alpha=cfg.get("lora_alpha", 8),
+               dropout=float(cfg.get("lora_dropout", 0.0)), rslora=bool(cfg.get("use_rslora", False)),
+               strict=False)
+    values = {name: stored[key] for key, (name, _) in wanted.items()}
     set_params(model, values)
     return model
