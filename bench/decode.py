@@ -5,12 +5,11 @@ Generated tokens per second, one run each, side by side; the last line is the ra
 """
 
 import argparse
-import os
-import platform
 import time
 
-import jax
 import numpy as np
+
+from common import machine_line, torch_reference
 
 
 def main():
@@ -21,7 +20,6 @@ def main():
     args = ap.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM
 
     from jaxft.data.prompts import build_prompt
     from jaxft.data.tasks import load_task
@@ -46,8 +44,7 @@ def main():
     t_jax = time.perf_counter() - t0
     n_jax = sum(len(r[0]) for r in out)
 
-    ref = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
-                                               dtype=torch.float32).eval()
+    ref = torch_reference(path)
     tok.padding_side = "left"
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # same length bucketing as jaxft
     t0 = time.perf_counter()
@@ -68,8 +65,7 @@ def main():
             n_torch += row.index(eos) + 1 if eos in row else len(row)
     t_torch = time.perf_counter() - t0
 
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} "
-          f"({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(machine_line(torch))
     print(f"jaxft       : {n_jax} tokens in {t_jax:7.1f}s = {n_jax / t_jax:7.1f} generated tokens/s")
     print(f"transformers: {n_torch} tokens in {t_torch:7.1f}s = {n_torch / t_torch:7.1f} generated tokens/s")
     print(f"decode jaxft/transformers speedup: {(n_jax / t_jax) / (n_torch / t_torch):.2f}")

@@ -4,26 +4,13 @@ Both load the same GGUF file and run side by side in one process; the last line 
 """
 
 import argparse
-import os
-import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-
-def _median_seconds(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from common import machine_line, median_seconds, torch_reference
 
 
 def main():
@@ -34,7 +21,6 @@ def main():
     args = ap.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM
 
     from jaxft.models import load_model
     from jaxft.models.registry import gguf_package_file
@@ -50,20 +36,18 @@ def main():
         return nnx.merge(graphdef, state)(ids)
 
     x = jnp.asarray(ids)
-    t_jax = _median_seconds(lambda: forward(state, x).block_until_ready(), 2, args.repeats)
+    t_jax = median_seconds(lambda: forward(state, x).block_until_ready(), 2, args.repeats)
 
-    ref = AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
-                                               dtype=torch.float32).eval()
+    ref = torch_reference(path)
     xt = torch.tensor(ids, dtype=torch.long)
 
     def torch_forward():
         with torch.inference_mode():
             ref(xt).logits
 
-    t_torch = _median_seconds(torch_forward, 2, args.repeats)
+    t_torch = median_seconds(torch_forward, 2, args.repeats)
     tokens = args.batch * args.seq
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} "
-          f"({jax.default_backend()}), torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(machine_line(torch))
     print(f"jaxft       : {t_jax * 1000:8.1f} ms/forward  {tokens / t_jax:9.0f} tokens/s")
     print(f"transformers: {t_torch * 1000:8.1f} ms/forward  {tokens / t_torch:9.0f} tokens/s")
     print(f"forward jaxft/torch speedup: {t_torch / t_jax:.2f}")

@@ -7,25 +7,13 @@ RAM (--steps x P x 4 bytes; 20 x 134.5M x 4 = 10.8 GB), or memory-mapped under -
 """
 
 import argparse
-import os
-import platform
 import resource
-import statistics
 import time
 
 import jax
 import numpy as np
 
-
-def _median_seconds(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from common import machine_line, median_seconds
 
 
 def main():
@@ -55,7 +43,7 @@ def main():
                            args.batch // args.micro_batch)
     problem = H.hessian_problem(model, batches, args.subset)
     p = problem.num_params
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} ({jax.default_backend()})")
+    print(machine_line())
     print(f"model {args.model}: {p / 1e6:.1f}M analysed parameters ({args.subset}), loaded in {t_load:.1f}s; "
           f"{args.batch} x {args.seq} tokens as {len(batches)} micro-batches of {args.micro_batch}, "
           f"loss {problem.loss():.4f}", flush=True)
@@ -67,8 +55,8 @@ def main():
     t0 = time.perf_counter()
     jax.block_until_ready(problem.hvp(v))
     c_hvp = time.perf_counter() - t0
-    t_grad = _median_seconds(lambda: jax.block_until_ready(problem.grad()), 0, args.repeats)
-    t_hvp = _median_seconds(lambda: jax.block_until_ready(problem.hvp(v)), 0, args.repeats)
+    t_grad = median_seconds(lambda: jax.block_until_ready(problem.grad()), 0, args.repeats)
+    t_hvp = median_seconds(lambda: jax.block_until_ready(problem.hvp(v)), 0, args.repeats)
     print(f"gradient: {t_grad:8.2f} s   (first call incl. compile {c_grad:.1f} s)", flush=True)
     print(f"HVP     : {t_hvp:8.2f} s   (first call incl. compile {c_hvp:.1f} s)")
     print(f"HVP / gradient cost: {t_hvp / t_grad:.2f}", flush=True)

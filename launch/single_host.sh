@@ -15,31 +15,11 @@ usage: launch/single_host.sh --config=configs/X.py --workdir=DIR [options] [-- T
   TRAIN_FLAGS     passed on to `python -m jaxft.train`, e.g. --config.mesh_shape.fsdp=8
 USAGE
 }
-die() { echo "error: $*" >&2; echo "see: $0 --help" >&2; exit 2; }
-q() {  # one shell word, quoted only where needed (a --flag= prefix stays outside the quotes)
-  local s=$1 pre=''
-  if [[ $s =~ ^(--?[A-Za-z0-9_.-]+=)(.*)$ ]]; then pre=${BASH_REMATCH[1]} s=${BASH_REMATCH[2]}; fi
-  if [[ -n $s && $s =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then printf '%s%s' "$pre" "$s"
-  elif [[ $s != *[\"\$\`\\!]* ]]; then printf '%s"%s"' "$pre" "$s"
-  else printf "%s'%s'" "$pre" "${s//\'/\'\\\'\'}"; fi
-}
-words() { local out=() a; for a in "$@"; do out+=("$(q "$a")"); done; echo "${out[*]}"; }
-run() { if ((DRY_RUN)); then words "$@"; else "$@"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-DRY_RUN=0 EXTRA=()
 opt_config='' opt_workdir='' opt_gpus='' opt_python=python3
-while (($#)); do
-  case $1 in
-    --) shift; EXTRA=("$@"); break ;;
-    -h|--help) usage; exit 0 ;;
-    --dry-run) DRY_RUN=1 ;;
-    --config=*|--workdir=*|--gpus=*|--python=*) key=${1%%=*}; key=${key#--}; printf -v "opt_$key" '%s' "${1#*=}" ;;
-    *) die "unknown argument '$1'" ;;
-  esac
-  shift
-done
-[[ -n $opt_config ]] || die "missing --config"
-[[ -n $opt_workdir ]] || die "missing --workdir"
+parse_args 'config workdir gpus python' '' "$@"
+require_opts config workdir
 [[ -f $opt_config ]] || die "config '$opt_config' not found"
 [[ -z $opt_gpus || $opt_gpus =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--gpus=$opt_gpus: expected a list like 0,1,2,3"
 

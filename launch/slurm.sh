@@ -21,35 +21,12 @@ usage: launch/slurm.sh --config=configs/X.py --workdir=DIR --nodes=N [options] [
   TRAIN_FLAGS           passed on to `python -m jaxft.train`
 USAGE
 }
-die() { echo "error: $*" >&2; echo "see: $0 --help" >&2; exit 2; }
-q() {  # one shell word, quoted only where needed (a --flag= prefix stays outside the quotes)
-  local s=$1 pre=''
-  if [[ $s =~ ^(--?[A-Za-z0-9_.-]+=)(.*)$ ]]; then pre=${BASH_REMATCH[1]} s=${BASH_REMATCH[2]}; fi
-  if [[ -n $s && $s =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then printf '%s%s' "$pre" "$s"
-  elif [[ $s != *[\"\$\`\\!]* ]]; then printf '%s"%s"' "$pre" "$s"
-  else printf "%s'%s'" "$pre" "${s//\'/\'\\\'\'}"; fi
-}
-words() { local out=() a; for a in "$@"; do out+=("$(q "$a")"); done; echo "${out[*]}"; }
-run() { if ((DRY_RUN)); then words "$@"; else "$@"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-DRY_RUN=0 SRUN=0 EXTRA=()
 opt_config='' opt_workdir='' opt_nodes='' opt_gpus_per_node=8 opt_mode=per-gpu
 opt_partition='' opt_time='' opt_account='' opt_python=python3
-while (($#)); do
-  case $1 in
-    --) shift; EXTRA=("$@"); break ;;
-    -h|--help) usage; exit 0 ;;
-    --dry-run) DRY_RUN=1 ;;
-    --srun) SRUN=1 ;;
-    --config=*|--workdir=*|--nodes=*|--gpus-per-node=*|--mode=*|--partition=*|--time=*|--account=*|--python=*)
-      key=${1%%=*}; key=${key#--}; printf -v "opt_${key//-/_}" '%s' "${1#*=}" ;;
-    *) die "unknown argument '$1'" ;;
-  esac
-  shift
-done
-[[ -n $opt_config ]] || die "missing --config"
-[[ -n $opt_workdir ]] || die "missing --workdir"
-[[ -n $opt_nodes ]] || die "missing --nodes"
+parse_args 'config workdir nodes gpus-per-node mode partition time account python' 'srun=SRUN' "$@"
+require_opts config workdir nodes
 [[ -f $opt_config ]] || die "config '$opt_config' not found"
 [[ $opt_nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes=$opt_nodes: expected a positive integer"
 [[ $opt_gpus_per_node =~ ^[1-9][0-9]*$ ]] || die "--gpus-per-node=$opt_gpus_per_node: expected a positive integer"

@@ -24,40 +24,14 @@ usage: launch/tpu_pod.sh --tpu-name=NAME --zone=ZONE --config=configs/X.py --wor
   TRAIN_FLAGS              passed on to `python -m jaxft.train`, e.g. --config.total_steps=100
 EOF
 }
-die() { echo "error: $*" >&2; echo "see: $0 --help" >&2; exit 2; }
-q() {  # one shell word, quoted only where needed (a --flag= prefix stays outside the quotes)
-  local s=$1 pre=''
-  if [[ $s =~ ^(--?[A-Za-z0-9_.-]+=)(.*)$ ]]; then pre=${BASH_REMATCH[1]} s=${BASH_REMATCH[2]}; fi
-  if [[ -n $s && $s =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then printf '%s%s' "$pre" "$s"
-  elif [[ $s != *[\"\$\`\\!]* ]]; then printf '%s"%s"' "$pre" "$s"
-  else printf "%s'%s'" "$pre" "${s//\'/\'\\\'\'}"; fi
-}
-words() { local out=() a; for a in "$@"; do out+=("$(q "$a")"); done; echo "${out[*]}"; }
-run() { if ((DRY_RUN)); then words "$@"; else "$@"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DRY_RUN=0 CREATE=0 QUEUED=0 SETUP=0 SPOT=0 EXTRA=()
 opt_tpu_name='' opt_zone='' opt_config='' opt_workdir='' opt_accelerator_type='' opt_version=''
 opt_project='' opt_repo_dir='~/jaxft' opt_python=python3
-while (($#)); do
-  case $1 in
-    --) shift; EXTRA=("$@"); break ;;
-    -h|--help) usage; exit 0 ;;
-    --dry-run) DRY_RUN=1 ;;
-    --create) CREATE=1 ;;
-    --queued) QUEUED=1 ;;
-    --setup) SETUP=1 ;;
-    --spot) SPOT=1 ;;
-    --tpu-name=*|--zone=*|--config=*|--workdir=*|--accelerator-type=*|--version=*|--project=*|--repo-dir=*|--python=*)
-      key=${1%%=*}; key=${key#--}; printf -v "opt_${key//-/_}" '%s' "${1#*=}" ;;
-    *) die "unknown argument '$1'" ;;
-  esac
-  shift
-done
+parse_args 'tpu-name zone config workdir accelerator-type version project repo-dir python' \
+  'create=CREATE queued=QUEUED setup=SETUP spot=SPOT' "$@"
 
-for name in tpu-name zone config workdir; do
-  var="opt_${name//-/_}"; [[ -n ${!var} ]] || die "missing --$name"
-done
+require_opts tpu-name zone config workdir
 [[ -f $ROOT/$opt_config ]] || die "config '$opt_config' not found under $ROOT (give it relative to the repo root)"
 ((CREATE && QUEUED)) && die "--create and --queued exclude each other"
 if ((CREATE || QUEUED)); then

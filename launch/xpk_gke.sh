@@ -22,36 +22,13 @@ usage: launch/xpk_gke.sh --cluster=C --workload=W --tpu-type=T --config=configs/
   TRAIN_FLAGS               passed on to `python -m jaxft.train`
 USAGE
 }
-die() { echo "error: $*" >&2; echo "see: $0 --help" >&2; exit 2; }
-q() {  # one shell word, quoted only where needed (a --flag= prefix stays outside the quotes)
-  local s=$1 pre=''
-  if [[ $s =~ ^(--?[A-Za-z0-9_.-]+=)(.*)$ ]]; then pre=${BASH_REMATCH[1]} s=${BASH_REMATCH[2]}; fi
-  if [[ -n $s && $s =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then printf '%s%s' "$pre" "$s"
-  elif [[ $s != *[\"\$\`\\!]* ]]; then printf '%s"%s"' "$pre" "$s"
-  else printf "%s'%s'" "$pre" "${s//\'/\'\\\'\'}"; fi
-}
-words() { local out=() a; for a in "$@"; do out+=("$(q "$a")"); done; echo "${out[*]}"; }
-run() { if ((DRY_RUN)); then words "$@"; else "$@"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DRY_RUN=0 EXTRA=()
 opt_cluster='' opt_workload='' opt_tpu_type='' opt_config='' opt_workdir='' opt_docker_image=''
 opt_base_docker_image='' opt_num_slices=1 opt_project='' opt_zone='' opt_python=python3
-while (($#)); do
-  case $1 in
-    --) shift; EXTRA=("$@"); break ;;
-    -h|--help) usage; exit 0 ;;
-    --dry-run) DRY_RUN=1 ;;
-    --cluster=*|--workload=*|--tpu-type=*|--config=*|--workdir=*|--docker-image=*|--base-docker-image=*|\
-    --num-slices=*|--project=*|--zone=*|--python=*)
-      key=${1%%=*}; key=${key#--}; printf -v "opt_${key//-/_}" '%s' "${1#*=}" ;;
-    *) die "unknown argument '$1'" ;;
-  esac
-  shift
-done
-for name in cluster workload tpu-type config workdir; do
-  var="opt_${name//-/_}"; [[ -n ${!var} ]] || die "missing --$name"
-done
+parse_args 'cluster workload tpu-type config workdir docker-image base-docker-image num-slices project zone python' \
+  '' "$@"
+require_opts cluster workload tpu-type config workdir
 [[ -f $ROOT/$opt_config ]] || die "config '$opt_config' not found under $ROOT (give it relative to the repo root)"
 [[ $opt_workload =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]] ||
   die "--workload=$opt_workload: use lowercase letters, digits and -"
