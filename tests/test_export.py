@@ -161,3 +161,36 @@ def test_cli_exports_adapter_dir(tmp_path):
     assert np.max(np.abs(torch_logits(hf) - jaxft_logits(model))) <= 1e-4
     assert export_main(["--checkpoint", base_dir, "--out", str(tmp_path / "p"), "--format", "peft"]) == 2
     assert export_main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "q")]) == 2
+
+
+@pytest.mark.parametrize("method", ["dora", "full"])
+def test_cli_exports_a_training_workdir(method, tmp_path):
+    """What jaxft.train saved goes out as merged HF weights (and, for adapters, a PEFT adapter that
+    loads back onto a fresh base) with the restored model's logits."""
+    from jaxft.train.config import load_config_file
+    from jaxft.train.loop import build_model, train
+    from jaxft.train.restore import restore_model
+
+    c = load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.py"))
+    c.method, c.total_steps, c.checkpoint_every_steps, c.data.limit = method, 3, 3, 16
+    work = str(tmp_path / "run")
+    train(c, work, progress=False)
+    trained, _, _ = restore_model(work)
+    want = jaxft_logits(trained)
+    assert export_main(["--checkpoint", work, "--out", str(tmp_path / "m"), "--format", "merged"]) == 0
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "m"), dtype=torch.float32)
+    assert np.max(np.abs(torch_logits(hf) - want)) <= 1e-4
+    assert os.path.isfile(tmp_path / "m" / "tokenizer.json")
+    if method == "full":
+        assert export_main(["--checkpoint", work, "--out", str(tmp_path / "p"), "--format", "peft"]) == 2
+        assert not os.path.exists(tmp_path / "p")
+        return
+    assert any(".lora_B" in k and np.abs(np.asarray(v)).max() > 0 for k, v in flat_params(trained).items())
+    assert export_main(["--checkpoint", work, "--out", str(tmp_path / "p"), "--format", "peft"]) == 0
+    with open(tmp_path / "p" / "adapter_config.json") as f:
+        cfg = json.load(f)
+    assert (cfg["r"], cfg["lora_alpha"], cfg["use_dora"]) == (c.peft.r, c.peft.alpha, True)
+    c.method = "full"
+    fresh, _ = build_model(c)  # the same seeded random base the run started from
+    load_peft_adapter(fresh, str(tmp_path / "p"))
+    np.testing.assert_allclose(jaxft_logits(fresh), want, atol=1e-5, rtol=0)

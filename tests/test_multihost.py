@@ -48,7 +48,7 @@ def losses(workdir):
         return [(r["step"], r["loss"]) for r in map(json.loads, f)]
 
 
-@pytest.mark.slow  # four training processes: about 2.5 minutes on 2 idle cores, more when they are shared
+# Six training processes: about 3 minutes on 2 idle cores, more when they are shared.
 def test_two_processes_match_one_and_checkpoints_reshard_to_one_device(tmp_path):
     straight, multi, resumed = (str(tmp_path / n) for n in ("straight", "multi", "resumed"))
     port = portpicker.pick_unused_port()
@@ -66,6 +66,17 @@ def test_two_processes_match_one_and_checkpoints_reshard_to_one_device(tmp_path)
     examples = [json.loads(o.strip().splitlines()[-1])["examples"] for o in (out0, out1)]
     assert examples == [20, 20]
 
+    # Both processes resume from the checkpoint they wrote together, each with its own data-iterator
+    # state, and continue exactly as the one process did.
+    port = portpicker.pick_unused_port()
+    finish(*[start(multi, 4, "--config.total_steps=10", *FSDP8, f"--coordinator_address=127.0.0.1:{port}",
+                   "--num_processes=2", f"--process_id={i}") for i in range(2)])
+    got = losses(multi)
+    assert [s for s, _ in got] == list(range(1, 11))
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in ref], atol=1e-5, rtol=0)
+    states = sorted(f for f in os.listdir(os.path.join(multi, "checkpoints", "5", "data")) if f.endswith(".json"))
+    assert states == ["process_0-of-2.json", "process_1-of-2.json"]
+
     # The 8-device checkpoint of step 5 continues on a single device, losses unchanged.
     shutil.copytree(straight, resumed, ignore=shutil.ignore_patterns("10"))
     finish(start(resumed, 1, "--config.total_steps=10", "--config.mesh_shape.data=-1",
@@ -78,7 +89,29 @@ def test_two_processes_match_one_and_checkpoints_reshard_to_one_device(tmp_path)
     from jaxft.models import flat_params
     from jaxft.train.restore import restore_model
 
-    a, b = flat_params(restore_model(multi)[0]), flat_params(restore_model(straight, step=5)[0])
+    a, b = flat_params(restore_model(multi, step=5)[0]), flat_params(restore_model(straight, step=5)[0])
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), atol=1e-5, rtol=0, err_msg=k)
+
+
+def test_each_process_saves_and_restores_its_own_data_state(tmp_path, monkeypatch):
+    """Hosts read different shards, so host 1 must get host 1's iterator state back, never host 0's."""
+    import jax
+    from etils import epath
+
+    from jaxft.errors import ConfigError
+    from jaxft.train.checkpoint import ProcessStateHandler, ProcessStateRestore, ProcessStateSave
+
+    handler, d = ProcessStateHandler(), epath.Path(tmp_path)
+    for i, state in enumerate(({"next_index": 20}, {"next_index": 23})):
+        monkeypatch.setattr(jax, "process_index", lambda i=i: i)
+        monkeypatch.setattr(jax, "process_count", lambda: 2)
+        handler.save(d, ProcessStateSave(state))
+    assert sorted(os.listdir(tmp_path)) == ["process_0-of-2.json", "process_1-of-2.json"]
+    assert handler.restore(d, ProcessStateRestore()) == {"next_index": 23}  # still process 1
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    assert handler.restore(d, ProcessStateRestore()) == {"next_index": 20}
+    monkeypatch.setattr(jax, "process_count", lambda: 1)
+    with pytest.raises(ConfigError, match="process 0 of 1"):
+        handler.restore(d, ProcessStateRestore())

@@ -108,8 +108,12 @@ def _write_json(d: dict, path: str) -> None:
         f.write("\n")
 
 
-def export_merged(model: Any, tokenizer: Any, out_dir: str, base_config: dict | ModelConfig | None = None) -> str:
+def export_merged(model: Any, tokenizer: Any, out_dir: str, base_config: dict | ModelConfig | None = None,
+                  dtype: Any = None) -> str:
     """An HF directory transformers loads: config.json, model.safetensors, tokenizer files.
+
+    Adapters are merged at the model's parameter precision (float32 for training checkpoints) and
+    the result is cast once to `dtype` (e.g. "bfloat16") when given.
 
     `base_config` may be the source config.json dict (its extra fields are kept, architecture fields
     come from the model) or a ModelConfig; by default the model's own config. Tied embeddings: no
@@ -120,6 +124,8 @@ def export_merged(model: Any, tokenizer: Any, out_dir: str, base_config: dict | 
     config = dict(base_config) if isinstance(base_config, dict) else {}
     config.update(config_to_hf(cfg))
     tensors = flat_params(plain)
+    if dtype is not None:
+        tensors = {k: np.asarray(v).astype(jnp.dtype(dtype)) for k, v in tensors.items()}
     config.pop("torch_dtype", None)  # superseded by "dtype" in transformers 5
     config["dtype"] = str(np.dtype(tensors["model.embed_tokens.weight"].dtype))
     with atomic_dir(out_dir) as tmp:

@@ -133,7 +133,7 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     if latest is not None:
         trainable, opt_state, meta = checkpointer.restore(latest, ckpt_lib.abstract_like(trainable),
                                                           ckpt_lib.abstract_like(opt_state))
-        data_iter.set_state(meta["data_state"])
+        data_iter.set_state(checkpointer.read_data_state(latest))
         start = latest
     log = MetricsLog(workdir, resume_step=start, enabled=lead)
     if lead:
