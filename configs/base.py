@@ -23,6 +23,7 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
     c.param_dtype = "float32"  # master weights
     c.scan_layers = True  # one lax.scan over layers: compile time independent of depth
     c.remat = "none"  # none | full | dots: rematerialise layer activations in the backward pass
+    c.attention = "xla"  # xla (reference) | dpa (jax.nn.dot_product_attention) | cudnn (GPU flash, bf16)
 
     c.peft = ml_collections.ConfigDict(dict(
         r=8, alpha=32.0, dropout=0.05, rslora=False,

@@ -14,6 +14,7 @@ def get_config():
     c.methods = ("zero-shot", "5-shot", "full", "lora", "dora")
     c.benchmarks = ("orcamath", "gsm8k", "math", "svamp")
     c.train_overrides = ml_collections.ConfigDict()  # dotted config key -> value, applied to every run
+    c.learning_rates = ml_collections.ConfigDict()  # method -> peak learning rate (default: the config's)
     c.eval = ml_collections.ConfigDict(dict(
         template="plain", max_new_tokens=512, batch_size=32,
         limits=ml_collections.ConfigDict(dict(orcamath=0, gsm8k=0, math=0, svamp=0, math500=0))))  # 0 = all

@@ -30,6 +30,8 @@ def _train_config(study, model_key: str, method: str):
     c.method = method
     for key, value in study.train_overrides.items():
         apply_override(c, key, str(value))
+    if method in study.get("learning_rates", {}):  # the study's protocol differs per method
+        c.optim.learning_rate = float(study.learning_rates[method])
     return c
 
 

@@ -54,6 +54,35 @@ def test_left_padding_matches_transformers_and_unpadded_rows(pair):
         assert np.abs(got[row, start:] - alone[0]).max() <= TOL
 
 
+def test_fused_attention_path_matches_transformers(pair):
+    """attention="dpa" (jax.nn.dot_product_attention, what "cudnn" calls on a GPU) against transformers,
+    for unpadded rows (no mask: the flash fast path), left padding, and packed rows (segment ids)."""
+    ref, model, _ = pair
+    ids = _ids(5, (3, 10))
+    mask = np.ones_like(ids)
+    mask[1, :4] = 0
+    model.attention = "dpa"
+    try:
+        with torch.no_grad():
+            want = ref(torch.tensor(ids)).logits.numpy()
+            want_pad = ref(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+            want_a = ref(torch.tensor(ids[:1, :6])).logits.numpy()
+            want_b = ref(torch.tensor(ids[:1, 6:])).logits.numpy()
+        assert np.abs(np.asarray(model(jnp.asarray(ids, jnp.int32))) - want).max() <= TOL
+        got_pad = np.asarray(model(jnp.asarray(ids, jnp.int32), jnp.asarray(mask)))
+        assert np.abs(got_pad - want_pad)[mask > 0].max() <= TOL
+        seg = jnp.asarray([[1] * 6 + [2] * 4])
+        pos = jnp.asarray([list(range(6)) + list(range(4))])
+        packed = np.asarray(model(jnp.asarray(ids[:1], jnp.int32), segment_ids=seg, positions=pos))
+        assert np.abs(packed[:, :6] - want_a).max() <= TOL
+        assert np.abs(packed[:, 6:] - want_b).max() <= TOL
+        model.attention = "flash"
+        with pytest.raises(ValueError, match="allowed"):
+            model(jnp.asarray(ids, jnp.int32))
+    finally:
+        model.attention = "xla"
+
+
 def test_bfloat16_compute_stays_close(pair, tmp_path):
     ref, model32, _ = pair
     ids = _ids(2, (2, 8))

@@ -124,6 +124,7 @@ def test_gemma2b_full_ft_fits_v5e8_with_fsdp_and_remat():
     assert t["parameters"] == pytest.approx(p["params"] * 4 / 8, rel=0.01)
     assert t["gradients"] == t["parameters"] and t["optimizer"] == pytest.approx(2 * t["parameters"], rel=0.01)
     assert p["by_remat"]["full"]["peak"] < p["by_remat"]["dots"]["peak"] < p["by_remat"]["none"]["peak"]
+    assert gemma_plan()["fits"]  # the shipped config as it is
     # Replicated (pure data parallel), the float32 master weights and Adam alone overflow 16 GiB.
     assert not gemma_plan("mesh_shape.fsdp=1", "mesh_shape.data=8", "remat=full")["fits"]
 

@@ -183,6 +183,8 @@ def test_config_overrides_and_errors(tmp_path):
     assert proc.returncode == 2 and "did you mean --config.optim.learning_rate" in proc.stderr
     proc = run_train(str(tmp_path / "bad"), "--config.method=prefix", check=False)
     assert proc.returncode == 2 and "full, lora, dora" in proc.stderr
+    proc = run_train(str(tmp_path / "bad"), "--config.attention=flash", check=False)
+    assert proc.returncode == 2 and "config.attention='flash'; allowed: xla, dpa, cudnn" in proc.stderr
 
 
 @pytest.mark.parametrize("path", sorted(

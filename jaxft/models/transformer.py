@@ -7,7 +7,7 @@ Compute dtype and parameter dtype are separate: parameters are cast at use.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,16 @@ from jaxft.models.config import ModelConfig
 
 Array = jax.Array
 _NEG = -1e30  # finite, so a fully masked (padding) row gives a uniform softmax, never NaN
+ATTENTION_IMPLS = ("xla", "dpa", "cudnn")
+
+
+class FusedMask(NamedTuple):
+    """What a fused attention kernel gets instead of an additive [b, s, t] bias: causal always, plus a
+    boolean [b, 1, s, t] mask only when padding or packing needs one (None keeps the flash fast path:
+    a caller that passes no attention_mask and no segment_ids promises rows without padding)."""
+
+    mask: Array | None
+    impl: str
 
 
 def _fold(rng: Array | None, i: int) -> Array | None:
@@ -115,18 +125,28 @@ class Attention(nnx.Module):
         q = apply_rope(q.reshape(b, s, nh, d), cos, sin)
         k = apply_rope(k.reshape(b, s, kvh, d), cos, sin)
         v = v.reshape(b, s, kvh, d)
-        new_cache = None
         if cache is not None:  # write this chunk at `index`, attend over the whole static cache
             k_cache, v_cache, index = cache
-            k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, index, 0, 0))
-            v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, index, 0, 0))
-            new_cache = (k, v)
-            k, v = k.astype(q.dtype), v.astype(q.dtype)
+            # Cache layout [b, kv_heads, t, d]: both attention dots then read it without a transpose.
+            k_all = jax.lax.dynamic_update_slice(k_cache, k.transpose(0, 2, 1, 3).astype(k_cache.dtype),
+                                                 (0, 0, index, 0))
+            v_all = jax.lax.dynamic_update_slice(v_cache, v.transpose(0, 2, 1, 3).astype(v_cache.dtype),
+                                                 (0, 0, index, 0))
+            q = q.reshape(b, s, kvh, nh // kvh, d).transpose(0, 2, 3, 1, 4) * jnp.asarray(d ** -0.5, q.dtype)
+            scores = jnp.einsum("bkgsd,bktd->bkgst", q, k_all.astype(q.dtype), preferred_element_type=jnp.float32)
+            probs = jax.nn.softmax(scores + bias[:, None, None, :, :], axis=-1).astype(v.dtype)
+            out = jnp.einsum("bkgst,bktd->bskgd", probs, v_all.astype(v.dtype)).reshape(b, s, nh * d)
+            return self.o_proj(out, _fold(rng, 3)), (k_all, v_all)
+        if isinstance(bias, FusedMask):  # training/eval without cache: one fused kernel
+            out = jax.nn.dot_product_attention(
+                q, k, v, mask=bias.mask, is_causal=True, scale=d ** -0.5,
+                implementation=None if bias.impl == "dpa" else bias.impl)
+            return self.o_proj(out.reshape(b, s, nh * d), _fold(rng, 3)), None
         q = q.reshape(b, s, kvh, nh // kvh, d) * jnp.asarray(d ** -0.5, q.dtype)
         scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
         probs = jax.nn.softmax(scores + bias[:, None, None, :, :], axis=-1).astype(v.dtype)
         out = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(b, s, nh * d)
-        return self.o_proj(out, _fold(rng, 3)), new_cache
+        return self.o_proj(out, _fold(rng, 3)), None
 
 
 class MLP(nnx.Module):
@@ -194,6 +214,9 @@ class Transformer(nnx.Module):
         self.dtype = jnp.dtype(dtype)
         self.scan_layers = scan_layers  # lax.scan over layers: compile time independent of depth
         self.remat = remat  # "none" | "full" | "dots": rematerialise each layer in the backward pass
+        # "xla": explicit scores + additive bias (default, exact reference path); "dpa":
+        # jax.nn.dot_product_attention; "cudnn": its cuDNN flash kernel (GPU, bfloat16/float16 only).
+        self.attention = "xla"
         self.model = Backbone(cfg, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
         if not cfg.tie_word_embeddings:
             self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False, dtype=self.dtype,
@@ -212,6 +235,7 @@ class Transformer(nnx.Module):
         """
         cfg = self.config
         b, s = input_ids.shape
+        attention_mask_given = attention_mask is not None
         if attention_mask is None:
             attention_mask = (segment_ids > 0) if segment_ids is not None else jnp.ones((b, s), jnp.int32)
         attention_mask = attention_mask.astype(jnp.int32)
@@ -228,10 +252,16 @@ class Transformer(nnx.Module):
             key_valid = jax.lax.dynamic_update_slice(cache["mask"], attention_mask, (0, index))
             t = cache["mask"].shape[1]
             causal = jnp.arange(t)[None, :] <= (index + jnp.arange(s))[:, None]
+        no_padding = not attention_mask_given and segment_ids is None
         allowed = causal[None, :, :] & (key_valid[:, None, :] > 0)
         if segment_ids is not None and cache is None:
             allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
-        bias = jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)
+        if cache is None and self.attention != "xla":
+            if self.attention not in ATTENTION_IMPLS:
+                raise ValueError(f"attention={self.attention!r}; allowed: {ATTENTION_IMPLS}")
+            bias = FusedMask(None if no_padding else allowed[:, None], self.attention)
+        else:
+            bias = jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)
 
         x = self.model.embed_tokens(input_ids, self.dtype)
         if cfg.scale_embeddings:
@@ -299,11 +329,11 @@ class Transformer(nnx.Module):
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype: Any = jnp.float32) -> dict:
-    """A static-shape KV cache: per layer, k and v of [batch, max_len, kv_heads, head_dim].
+    """A static-shape KV cache: per layer, k and v of [batch, kv_heads, max_len, head_dim].
 
     Kept as tuples of per-layer arrays so updates inside a while_loop stay in place.
     """
-    shape = (batch, max_len, cfg.num_key_value_heads, cfg.head_dim)
+    shape = (batch, cfg.num_key_value_heads, max_len, cfg.head_dim)
     layers = range(cfg.num_hidden_layers)
     return {
         "k": tuple(jnp.zeros(shape, dtype) for _ in layers),

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxft.errors import JaxftError
+from jaxft.errors import ConfigError, JaxftError
 from jaxft.train import checkpoint as ckpt_lib
 from jaxft.train import sharding as shard_lib
 from jaxft.train.telemetry import MetricsLog, device_peak_flops, train_flops_per_token
@@ -30,6 +30,7 @@ def build_model(c) -> tuple[Any, Any]:
     """Base model (+ adapters for lora/dora) and tokenizer for a config."""
     from jaxft.models import ModelConfig, Transformer, load_model, load_tokenizer
     from jaxft.models.load import as_dtype
+    from jaxft.models.transformer import ATTENTION_IMPLS
     from jaxft.peft import apply_peft
 
     dtype, pdtype = as_dtype(c.compute_dtype), as_dtype(c.param_dtype)
@@ -42,6 +43,9 @@ def build_model(c) -> tuple[Any, Any]:
         if c.tokenizer:
             tok = load_tokenizer(c.tokenizer)
     model.scan_layers, model.remat = bool(c.scan_layers), str(c.remat)
+    if c.attention not in ATTENTION_IMPLS:
+        raise ConfigError(f"config.attention={c.attention!r}; allowed: {', '.join(ATTENTION_IMPLS)}")
+    model.attention = str(c.attention)
     if c.method != "full":
         model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
                            dropout=c.peft.dropout, rslora=c.peft.rslora, seed=c.seed)

@@ -1,0 +1,254 @@
+"""The benchmark for a lent GPU, one run: train-step throughput and MFU of Full FT / LoRA / DoRA against
+torch + PEFT, the Hessian's cost, and measured memory beside the planner's estimate.
+
+Random weights with the real shapes (registry configs): timing and memory do not depend on the values,
+and the GPU machine has no hub access. Every measurement runs in its own subprocess so that peak
+memory is per case and one out-of-memory case does not end the run; each prints one JSON line.
+
+    python bench/gpu.py [--out results.jsonl] [--sections train,hessian,memory]
+
+Train cases: bfloat16 compute, float32 master weights, AdamW (clip 1.0), sequence 2048, LoRA/DoRA
+r=8, alpha=32, dropout 0.05 on all seven projections, on both sides. torch: eager transformers
+(sdpa attention) + peft under bfloat16 autocast, as the study ran it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _random_batch(vocab: int, batch: int, seq: int, seed: int = 0):
+    import numpy as np
+
+    ids = np.random.default_rng(seed).integers(0, vocab, (batch, seq + 1)).astype(np.int32)
+    # No attention_mask: rows without padding, so fused attention takes its causal fast path.
+    return {"input_ids": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": np.ones((batch, seq), np.float32)}
+
+
+def _timed(fn, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _jax_peak_bytes() -> int | None:
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def _jax_model(name: str, dtype: str, a: dict):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxft.models import Transformer, registry_config
+
+    cfg = registry_config(name)
+    model = Transformer(cfg, dtype=jnp.dtype(dtype), param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    model.scan_layers, model.remat, model.attention = True, a["remat"], a["attention"]
+    return cfg, model
+
+
+def case_jaxft_train(a: dict) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxft.peft import apply_peft, split_params
+    from jaxft.train.optim import make_optimizer
+    from jaxft.train.step import make_train_step
+    from jaxft.train.telemetry import device_peak_flops, train_flops_per_token
+
+    cfg, model = _jax_model(a["model"], "bfloat16", a)
+    if a["method"] != "full":
+        apply_peft(model, a["method"], r=8, alpha=32, dropout=a["dropout"])
+    graphdef, trainable, frozen = split_params(model, a["method"])
+    del model
+    opt = make_optimizer(1e-5)
+    opt_state = opt.init(trainable)
+    batch = {k: jnp.asarray(v) for k, v in _random_batch(cfg.vocab_size, a["batch"], a["seq"]).items()}
+    use_rng = a["dropout"] > 0 and a["method"] != "full"
+    rng = jax.random.key(0) if use_rng else None
+    t = time.perf_counter()
+    step = make_train_step(graphdef, opt).lower(trainable, frozen, opt_state, batch, rng).compile()
+    compile_s = time.perf_counter() - t
+    carry = {"trainable": trainable, "opt_state": opt_state, "i": 0}
+
+    def one():
+        carry["i"] += 1
+        key = jax.random.key(carry["i"]) if use_rng else None
+        tr, st, m = step(carry["trainable"], frozen, carry["opt_state"], batch, key)
+        jax.block_until_ready((tr, st, m))
+        carry.update(trainable=tr, opt_state=st)
+
+    sec = _timed(one, a["warmup"], a["steps"])
+    tokens = a["batch"] * a["seq"]
+    peak = device_peak_flops()
+    flops = train_flops_per_token(cfg, a["method"], a["seq"]) * tokens
+    return {"s_per_step": sec, "tokens_per_s": tokens / sec, "compile_s": compile_s,
+            "mfu": flops / sec / peak if peak else None, "peak_bytes": _jax_peak_bytes(),
+            "device": jax.devices()[0].device_kind}
+
+
+def case_torch_train(a: dict) -> dict:
+    import peft
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from jaxft.models.registry import HF_CONFIGS
+
+    d = dict(HF_CONFIGS[a["model"]])
+    hf_cfg = AutoConfig.for_model(d.pop("model_type"), **d)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa").cuda()
+    if a["method"] != "full":
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=32, lora_dropout=a["dropout"],
+                                                           target_modules=TARGETS, use_dora=a["method"] == "dora"))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.01},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-5)
+    b = {k: torch.from_numpy(v).cuda() for k, v in _random_batch(hf_cfg.vocab_size, a["batch"], a["seq"]).items()}
+    ids, targets = b["input_ids"].long(), b["targets"].long()
+
+    def one():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        torch.cuda.synchronize()
+
+    torch.cuda.reset_peak_memory_stats()
+    sec = _timed(one, a["warmup"], a["steps"])
+    tokens = a["batch"] * a["seq"]
+    return {"s_per_step": sec, "tokens_per_s": tokens / sec, "peak_bytes": torch.cuda.max_memory_allocated(),
+            "device": torch.cuda.get_device_name()}
+
+
+def case_hessian(a: dict) -> dict:
+    import jax
+    import numpy as np
+
+    from jaxft.analysis import hessian as H
+
+    a = dict(a, remat="none")
+    cfg, model = _jax_model(a["model"], "float32", a)
+    batches = [_random_batch(cfg.vocab_size, a["batch"], a["seq"], seed=i) for i in range(a["micro_batches"])]
+    problem = H.hessian_problem(model, batches, "all")
+    v = H.tree_random(jax.random.key(0), problem.params)
+    t = time.perf_counter()
+    jax.block_until_ready(problem.grad())
+    c_grad = time.perf_counter() - t
+    t = time.perf_counter()
+    jax.block_until_ready(problem.hvp(v))
+    c_hvp = time.perf_counter() - t
+    t_grad = _timed(lambda: jax.block_until_ready(problem.grad()), 0, 3)
+    t_hvp = _timed(lambda: jax.block_until_ready(problem.hvp(v)), 0, 3)
+    t = time.perf_counter()
+    top = H.lanczos_top_k(problem.hvp, problem.params, k=5, m=a["lanczos_steps"], basis_on_host=False)
+    t_lanczos = time.perf_counter() - t
+    return {"params": problem.num_params, "grad_s": t_grad, "hvp_s": t_hvp, "hvp_over_grad": t_hvp / t_grad,
+            "first_grad_s": c_grad, "first_hvp_s": c_hvp, "lanczos_s": t_lanczos, "matvecs": top.matvecs,
+            "top5": np.asarray(top.values).tolist(), "peak_bytes": _jax_peak_bytes()}
+
+
+def case_memory(a: dict) -> dict:
+    """Gemma-2B Full FT on one device, measured peak beside the planner's estimate for the same setup."""
+    import jax
+
+    from jaxft.train import memory as mem
+    from jaxft.train.config import load_config_file
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    c = load_config_file(os.path.join(root, a["config"]))
+    c.remat, c.scan_layers, c.global_batch_size, c.micro_batch_size = a["remat"], True, a["batch"], a["batch"]
+    c.data.seq_len = a["seq"]
+    c.mesh_shape.data, c.mesh_shape.fsdp = 1, 1
+    s = mem.setup_from_config(c, 1)
+    est = mem.estimate(s, a["batch"], a["remat"])
+    out = case_jaxft_train(a)
+    out["planner"] = {k: int(v) for k, v in est.items()}
+    out["device_bytes"] = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
+    return out
+
+
+CASES = {"jaxft_train": case_jaxft_train, "torch_train": case_torch_train, "hessian": case_hessian,
+         "memory": case_memory}
+
+
+def plan(sections: list[str], quick: bool) -> list[dict]:
+    """Most important first: a run cut short by the machine's time limit keeps what matters."""
+    w = dict(warmup=2, steps=4, dropout=0.05, remat="none", attention="cudnn", seq=2048)
+    cases = []
+    if "train" in sections:
+        for kind in ("jaxft_train", "torch_train"):
+            for method in ("full", "lora", "dora"):
+                cases.append(dict(w, case=kind, model="qwen2.5-0.5b", method=method, batch=8))
+    if "hessian" in sections:
+        cases.append(dict(case="hessian", model="smollm2-135m", batch=8, seq=256, micro_batches=1,
+                          lanczos_steps=20, attention="xla"))
+    if "memory" in sections:
+        cases.append(dict(w, case="memory", config="configs/gemma2b_full.py", model="gemma-2b", method="full",
+                          batch=8, remat="full", attention="xla", warmup=1, steps=2))
+    if "train" in sections:
+        for method in ("full", "lora", "dora"):
+            cases.append(dict(w, case="jaxft_train", model="smollm2-360m", method=method, batch=8))
+        cases.append(dict(w, case="jaxft_train", model="qwen2.5-0.5b", method="full", batch=8, attention="xla"))
+    if quick:  # smoke test of the harness on CPU: tiny shapes
+        for c in cases:
+            c.update(seq=32, batch=2, warmup=1, steps=1, lanczos_steps=3)
+            if c["case"] != "memory":
+                c["model"] = "smollm2-135m"
+            c["attention"] = "dpa" if c.get("attention") == "cudnn" else c.get("attention", "xla")
+    return cases
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="gpu_bench.jsonl")
+    ap.add_argument("--sections", default="train,hessian,memory")
+    ap.add_argument("--quick", action="store_true", help="tiny shapes, to check the harness on CPU")
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case (JSON)
+    ap.add_argument("--timeout", type=int, default=300)
+    args = ap.parse_args()
+    if args.case:
+        a = json.loads(args.case)
+        print("RESULT " + json.dumps(CASES[a["case"]](a)), flush=True)
+        return
+    for a in plan(args.sections.split(","), args.quick):
+        t = time.perf_counter()
+        try:
+            p = subprocess.run([sys.executable, __file__, "--case", json.dumps(a)], capture_output=True, text=True,
+                               timeout=args.timeout)
+            lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+            res = json.loads(lines[-1][7:]) if lines else {"error": (p.stderr or p.stdout)[-1500:]}
+        except subprocess.TimeoutExpired:
+            res = {"error": f"timeout after {args.timeout}s"}
+        row = {**a, **res, "wall_s": time.perf_counter() - t}
+        with open(args.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        brief = {k: row.get(k) for k in ("case", "model", "method", "attention", "remat", "batch", "s_per_step",
+                                         "tokens_per_s", "mfu", "peak_bytes", "hvp_over_grad", "lanczos_s", "error")
+                 if row.get(k) is not None}
+        print(json.dumps(brief), flush=True)
+
+
+if __name__ == "__main__":
+    main()
