@@ -36,3 +36,40 @@ def torch_reference(path: str):
 
     return AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
                                                 dtype=torch.float32).eval()
+
+
+def compiled_train_step(graphdef, trainable, frozen, batch, use_rng: bool):
+    """jaxft's train step (AdamW, lr 1e-5) compiled ahead for these inputs, and `one()`, which runs it
+    once and blocks, carrying parameters and optimizer state (both donated) from call to call.
+    Returns (one, compile seconds)."""
+    from jaxft.train.optim import make_optimizer
+    from jaxft.train.step import make_train_step
+
+    opt = make_optimizer(1e-5)
+    opt_state = opt.init(trainable)
+    t = time.perf_counter()
+    rng = jax.random.key(0) if use_rng else None
+    step = make_train_step(graphdef, opt).lower(trainable, frozen, opt_state, batch, rng).compile()
+    compile_s = time.perf_counter() - t
+    carry = {"trainable": trainable, "opt_state": opt_state, "i": 0}
+
+    def one():
+        carry["i"] += 1
+        key = jax.random.key(carry["i"]) if use_rng else None
+        tr, st, metrics = step(carry["trainable"], frozen, carry["opt_state"], batch, key)
+        jax.block_until_ready((tr, st, metrics))
+        carry.update(trainable=tr, opt_state=st)
+
+    return one, compile_s
+
+
+def grad_hvp_seconds(problem, v, repeats: int) -> dict:
+    """First call (with compilation) and median seconds of a HessianProblem's gradient and HVP."""
+    out = {}
+    for name, fn in (("grad", problem.grad), ("hvp", lambda: problem.hvp(v))):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        out[f"first_{name}_s"] = time.perf_counter() - t0
+    for name, fn in (("grad", problem.grad), ("hvp", lambda: problem.hvp(v))):
+        out[f"{name}_s"] = median_seconds(lambda: jax.block_until_ready(fn()), 0, repeats)
+    return out

@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
+
+from common import compiled_train_step, grad_hvp_seconds, median_seconds
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -31,17 +32,6 @@ def _random_batch(vocab: int, batch: int, seq: int, seed: int = 0):
     ids = np.random.default_rng(seed).integers(0, vocab, (batch, seq + 1)).astype(np.int32)
     # No attention_mask: rows without padding, so fused attention takes its causal fast path.
     return {"input_ids": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": np.ones((batch, seq), np.float32)}
-
-
-def _timed(fn, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _jax_peak_bytes() -> int | None:
@@ -68,8 +58,6 @@ def case_jaxft_train(a: dict) -> dict:
     import jax.numpy as jnp
 
     from jaxft.peft import apply_peft, split_params
-    from jaxft.train.optim import make_optimizer
-    from jaxft.train.step import make_train_step
     from jaxft.train.telemetry import device_peak_flops, train_flops_per_token
 
     cfg, model = _jax_model(a["model"], "bfloat16", a)
@@ -77,24 +65,9 @@ def case_jaxft_train(a: dict) -> dict:
         apply_peft(model, a["method"], r=8, alpha=32, dropout=a["dropout"])
     graphdef, trainable, frozen = split_params(model, a["method"])
     del model
-    opt = make_optimizer(1e-5)
-    opt_state = opt.init(trainable)
     batch = {k: jnp.asarray(v) for k, v in _random_batch(cfg.vocab_size, a["batch"], a["seq"]).items()}
-    use_rng = a["dropout"] > 0 and a["method"] != "full"
-    rng = jax.random.key(0) if use_rng else None
-    t = time.perf_counter()
-    step = make_train_step(graphdef, opt).lower(trainable, frozen, opt_state, batch, rng).compile()
-    compile_s = time.perf_counter() - t
-    carry = {"trainable": trainable, "opt_state": opt_state, "i": 0}
-
-    def one():
-        carry["i"] += 1
-        key = jax.random.key(carry["i"]) if use_rng else None
-        tr, st, m = step(carry["trainable"], frozen, carry["opt_state"], batch, key)
-        jax.block_until_ready((tr, st, m))
-        carry.update(trainable=tr, opt_state=st)
-
-    sec = _timed(one, a["warmup"], a["steps"])
+    one, compile_s = compiled_train_step(graphdef, trainable, frozen, batch, a["dropout"] > 0 and a["method"] != "full")
+    sec = median_seconds(one, a["warmup"], a["steps"])
     tokens = a["batch"] * a["seq"]
     peak = device_peak_flops()
     flops = train_flops_per_token(cfg, a["method"], a["seq"]) * tokens
@@ -136,7 +109,7 @@ def case_torch_train(a: dict) -> dict:
         torch.cuda.synchronize()
 
     torch.cuda.reset_peak_memory_stats()
-    sec = _timed(one, a["warmup"], a["steps"])
+    sec = median_seconds(one, a["warmup"], a["steps"])
     tokens = a["batch"] * a["seq"]
     return {"s_per_step": sec, "tokens_per_s": tokens / sec, "peak_bytes": torch.cuda.max_memory_allocated(),
             "device": torch.cuda.get_device_name()}
@@ -153,19 +126,12 @@ def case_hessian(a: dict) -> dict:
     batches = [_random_batch(cfg.vocab_size, a["batch"], a["seq"], seed=i) for i in range(a["micro_batches"])]
     problem = H.hessian_problem(model, batches, "all")
     v = H.tree_random(jax.random.key(0), problem.params)
-    t = time.perf_counter()
-    jax.block_until_ready(problem.grad())
-    c_grad = time.perf_counter() - t
-    t = time.perf_counter()
-    jax.block_until_ready(problem.hvp(v))
-    c_hvp = time.perf_counter() - t
-    t_grad = _timed(lambda: jax.block_until_ready(problem.grad()), 0, 3)
-    t_hvp = _timed(lambda: jax.block_until_ready(problem.hvp(v)), 0, 3)
+    times = grad_hvp_seconds(problem, v, 3)
     t = time.perf_counter()
     top = H.lanczos_top_k(problem.hvp, problem.params, k=5, m=a["lanczos_steps"], basis_on_host=False)
     t_lanczos = time.perf_counter() - t
-    return {"params": problem.num_params, "grad_s": t_grad, "hvp_s": t_hvp, "hvp_over_grad": t_hvp / t_grad,
-            "first_grad_s": c_grad, "first_hvp_s": c_hvp, "lanczos_s": t_lanczos, "matvecs": top.matvecs,
+    return {"params": problem.num_params, **times, "hvp_over_grad": times["hvp_s"] / times["grad_s"],
+            "lanczos_s": t_lanczos, "matvecs": top.matvecs,
             "top5": np.asarray(top.values).tolist(), "peak_bytes": _jax_peak_bytes()}
 
 

@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from common import machine_line, median_seconds
+from common import grad_hvp_seconds, machine_line
 
 
 def main():
@@ -49,14 +49,8 @@ def main():
           f"loss {problem.loss():.4f}", flush=True)
 
     v = H.tree_random(jax.random.key(0), problem.params)
-    t0 = time.perf_counter()
-    jax.block_until_ready(problem.grad())
-    c_grad = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(problem.hvp(v))
-    c_hvp = time.perf_counter() - t0
-    t_grad = median_seconds(lambda: jax.block_until_ready(problem.grad()), 0, args.repeats)
-    t_hvp = median_seconds(lambda: jax.block_until_ready(problem.hvp(v)), 0, args.repeats)
+    t = grad_hvp_seconds(problem, v, args.repeats)
+    t_grad, t_hvp, c_grad, c_hvp = t["grad_s"], t["hvp_s"], t["first_grad_s"], t["first_hvp_s"]
     print(f"gradient: {t_grad:8.2f} s   (first call incl. compile {c_grad:.1f} s)", flush=True)
     print(f"HVP     : {t_hvp:8.2f} s   (first call incl. compile {c_hvp:.1f} s)")
     print(f"HVP / gradient cost: {t_hvp / t_grad:.2f}", flush=True)

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from common import compiled_train_step
+
 MODEL = "smollm2-135m-instruct-q4"
 METHODS = ("full", "lora", "dora")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -70,9 +72,6 @@ def bench_jaxft(args, methods) -> dict[str, tuple[float, float, float]]:
 
     from jaxft.models import load_model
     from jaxft.peft import apply_peft, split_params
-    from jaxft.train.optim import make_optimizer
-    from jaxft.train.step import make_train_step
-
     t = time.perf_counter()
     base, _ = load_model(MODEL)
     print(f"jaxft: loaded {MODEL} in {time.perf_counter() - t:.1f}s", flush=True)
@@ -84,26 +83,11 @@ def bench_jaxft(args, methods) -> dict[str, tuple[float, float, float]]:
                            dropout=args.dropout)
         graphdef, trainable, frozen = split_params(model, method)
         trainable = jax.tree.map(jnp.copy, trainable)  # donated by the step; keep the base intact
-        opt = make_optimizer(1e-5)
-        opt_state = opt.init(trainable)
-        use_rng = args.dropout > 0 and method != "full"
-        rng = jax.random.key(0) if use_rng else None
-        t = time.perf_counter()
-        step = make_train_step(graphdef, opt).lower(trainable, frozen, opt_state, batch, rng).compile()
-        compile_s = time.perf_counter() - t
-        carry = {"trainable": trainable, "opt_state": opt_state, "i": 0}
-
-        def one():
-            carry["i"] += 1
-            key = jax.random.key(carry["i"]) if use_rng else None
-            tr, st, metrics = step(carry["trainable"], frozen, carry["opt_state"], batch, key)
-            jax.block_until_ready((tr, st, metrics))
-            carry.update(trainable=tr, opt_state=st)
-
+        one, compile_s = compiled_train_step(graphdef, trainable, frozen, batch, args.dropout > 0 and method != "full")
         out[method] = (*timed(one, args.warmup, args.steps), compile_s)
         print(f"jaxft {method}: {out[method][0]:.2f}s/step (cpu {out[method][1]:.2f}s, compile {compile_s:.1f}s)",
               flush=True)
-        del model, trainable, frozen, opt_state, carry, step
+        del model, trainable, frozen, one
     return out
 
 

@@ -19,7 +19,6 @@ import sys
 import time
 from typing import Any, Sequence
 
-import numpy as np
 
 from jaxft.errors import ConfigError, JaxftError, UnknownModelError
 

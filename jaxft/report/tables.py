@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from typing import Any
 
 from jaxft.eval.stats import wilson_interval  # noqa: F401 - one shared implementation
