@@ -22,10 +22,19 @@ from typing import Any, Sequence
 
 from jaxft.errors import ConfigError, JaxftError, UnknownModelError
 
+def is_training_workdir(src: str) -> bool:
+    return os.path.isdir(os.path.join(src, "checkpoints")) and os.path.isfile(os.path.join(src, "config.json"))
+
+
 def load_source(src: str, base: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) for an HF dir, PEFT adapter dir, training workdir, or any load_model source."""
+    """(model, tokenizer) for a training workdir, HF dir, PEFT adapter dir, or any load_model source."""
     from jaxft.models import load_model
 
+    if is_training_workdir(src):  # before the HF check: a workdir's config.json is the run's config
+        from jaxft.train.restore import restore_model
+
+        model, tokenizer, _ = restore_model(src)
+        return model, tokenizer
     if os.path.isdir(src) and os.path.isfile(os.path.join(src, "config.json")):
         return load_model(src)
     if os.path.isdir(src) and os.path.isfile(os.path.join(src, "adapter_config.json")):
@@ -36,15 +45,19 @@ def load_source(src: str, base: str | None = None) -> tuple[Any, Any]:
         model, tokenizer = load_model(base)
         return load_peft_adapter(model, src), tokenizer
     if os.path.isdir(src):
-        try:
-            from jaxft.train.checkpoint import restore_model
-        except ImportError as e:
-            raise UnknownModelError(f"{src!r} is a directory without config.json or adapter_config.json; "
-                                    f"restoring a training workdir needs jaxft.train.checkpoint.restore_model, "
-                                    f"which is not available ({e})") from e
-        restored = restore_model(src)
-        return restored if isinstance(restored, tuple) else (restored, None)
+        raise UnknownModelError(f"{src!r} is a directory without config.json (HF model), adapter_config.json "
+                                f"(PEFT adapter) or checkpoints/ + config.json (training workdir)")
     return load_model(src)
+
+
+def workdir_base_model(workdir: str) -> Any:
+    """The model a training run started from (its config with method=full: the loaded or seeded base)."""
+    from jaxft.train.loop import build_model
+    from jaxft.train.restore import read_workdir_config
+
+    c = read_workdir_config(workdir)
+    c.method = "full"
+    return build_model(c)[0]
 
 
 def _batches(args, model, tokenizer) -> list[dict]:
@@ -114,6 +127,8 @@ def _pair(args) -> tuple[dict, dict, dict | None]:
             base = S.merge_adapters_flat(base, scaling=base_scalings)
     elif scalings:  # an adapted checkpoint carries its own base weights
         base = {k: v for k, v in tuned.items() if ".lora_" not in k}
+    elif is_training_workdir(args.checkpoint):
+        base = S.model_flat(workdir_base_model(args.checkpoint))[0]
     else:
         raise ConfigError(f"{args.kind} compares two models: give the base model with --base "
                           "(only adapter checkpoints carry their own base weights)")

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -86,19 +85,30 @@ def test_peft_adapter_dir_gets_lora_bound(dirs):
     assert all(0 < r["abs"] <= r["lora_bound"] for r in rows)
 
 
-def test_training_workdir_via_restore_model(dirs, tmp_path, monkeypatch, capsys):
-    from jaxft.models import load_model
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_training_workdirs(method, tmp_path):
+    """What jaxft.train saved is analysed directly: Full FT against the model the run started from
+    (no --base needed), LoRA against its own base weights with the study's bound."""
+    from jaxft.train.config import load_config_file
+    from jaxft.train.loop import train
 
-    _, base, tuned = dirs
-    workdir = str(tmp_path / "run")
-    os.makedirs(workdir)
-    monkeypatch.setitem(sys.modules, "jaxft.train.checkpoint", None)  # import fails
-    assert analyze.main(["intruders", f"--checkpoint={workdir}", f"--base={base}", f"--out={tmp_path}"]) == 2
-    assert "restore_model" in capsys.readouterr().err
-    fake = types.ModuleType("jaxft.train.checkpoint")
-    fake.restore_model = lambda path: load_model(tuned)[0]
-    monkeypatch.setitem(sys.modules, "jaxft.train.checkpoint", fake)
-    assert analyze.main(["intruders", f"--checkpoint={workdir}", f"--base={base}", f"--out={tmp_path}"]) == 0
+    c = load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.py"))
+    c.method, c.total_steps, c.checkpoint_every_steps, c.data.limit = method, 3, 3, 16
+    c.optim.learning_rate = 1e-2
+    work = str(tmp_path / "run")
+    train(c, work, progress=False)
+    out = str(tmp_path / "out")
+    assert analyze.main(["displacement", f"--checkpoint={work}", f"--out={out}"]) == 0
+    with open(os.path.join(out, "displacement.json")) as f:
+        rows = json.load(f)["matrices"]
+    assert rows and all(r["abs"] > 0 for r in rows)  # every trained matrix moved from its start
+    if method == "lora":
+        assert all(r["abs"] <= r["lora_bound"] for r in rows)
+    assert analyze.main(["intruders", f"--checkpoint={work}", f"--out={out}"]) == 0
+    assert os.path.isfile(os.path.join(out, "intruders.json"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert analyze.main(["intruders", f"--checkpoint={empty}", f"--out={out}"]) == 2
 
 
 @pytest.mark.parametrize("argv, message", [
