@@ -23,7 +23,9 @@ from typing import Any, Sequence
 from jaxft.errors import ConfigError, JaxftError, UnknownModelError
 
 def is_training_workdir(src: str) -> bool:
-    return os.path.isdir(os.path.join(src, "checkpoints")) and os.path.isfile(os.path.join(src, "config.json"))
+    from jaxft.train.restore import is_training_workdir as check
+
+    return check(src)
 
 
 def load_source(src: str, base: str | None = None) -> tuple[Any, Any]:

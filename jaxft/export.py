@@ -62,7 +62,9 @@ def export_workdir(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> str:
     ckpt = args.checkpoint
-    if os.path.isdir(os.path.join(ckpt, "checkpoints")) and os.path.isfile(os.path.join(ckpt, "config.json")):
+    from jaxft.train.restore import is_training_workdir
+
+    if is_training_workdir(ckpt):
         return export_workdir(args)
     if os.path.isfile(os.path.join(ckpt, ADAPTER_CONFIG)):
         cfg = read_adapter_config(ckpt)

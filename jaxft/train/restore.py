@@ -12,6 +12,11 @@ from jaxft.errors import ConfigError
 from jaxft.train import checkpoint as ckpt_lib
 
 
+def is_training_workdir(path: str) -> bool:
+    """What jaxft.train writes: checkpoints/ beside the resolved config.json."""
+    return os.path.isdir(os.path.join(path, "checkpoints")) and os.path.isfile(os.path.join(path, "config.json"))
+
+
 def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
