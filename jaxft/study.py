@@ -54,6 +54,9 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
     if unknown:
         raise ConfigError(f"study.methods: unknown method {unknown[0]!r}; allowed: "
                           f"{', '.join([*BASELINES, *FINETUNES])}")
+    unknown = [m for m in study.get("learning_rates", {}) if m not in FINETUNES]
+    if unknown:
+        raise ConfigError(f"study.learning_rates: unknown method {unknown[0]!r}; allowed: {', '.join(FINETUNES)}")
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "study.json.tmp"), "w") as f:
         json.dump({"models": list(study.models), "methods": list(study.methods),

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 STUDY_TINY = os.path.join(REPO, "configs", "study_tiny.py")
@@ -60,3 +62,21 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     result = build_report(w, out)
     assert os.path.isfile(os.path.join(out, "results.md")) and os.path.isfile(os.path.join(out, "index.md"))
     assert not result["missing"] if "missing" in result else True
+
+
+def test_per_method_learning_rates_and_bad_keys(tmp_path):
+    import ml_collections
+
+    from configs.study_tiny import get_config
+    from jaxft.errors import ConfigError
+    from jaxft.study import _train_config, run_study
+
+    study = get_config()
+    study.config_root = REPO
+    study.learning_rates = ml_collections.ConfigDict({"full": 1e-5, "lora": 3e-3})
+    assert _train_config(study, "tiny", "full").optim.learning_rate == 1e-5
+    assert _train_config(study, "tiny", "lora").optim.learning_rate == 3e-3
+    study.learning_rates = ml_collections.ConfigDict({"loar": 1e-3})
+    with pytest.raises(ConfigError, match="learning_rates: unknown method 'loar'; allowed: full, lora, dora"):
+        run_study(study, str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")  # rejected before anything is written
