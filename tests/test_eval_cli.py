@@ -38,4 +38,8 @@ def test_eval_cli_rejects_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jaxft.eval", "--model=nope-1b", "--task=gsm8k",
                            f"--output_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "nope-1b" in proc.stderr and "smollm2-135m" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "jaxft.eval", "--model=smollm2-135m-instruct-q4", "--task=gsm8k",
+                           "--batch_size=16", "--refill=17", f"--output_dir={tmp_path}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--refill=17" in proc.stderr and "refill <= batch_size" in proc.stderr
     assert not os.listdir(tmp_path)

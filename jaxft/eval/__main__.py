@@ -20,13 +20,19 @@ def main(argv=None) -> int:
     ap.add_argument("--shots", type=int, default=0)
     ap.add_argument("--template", default="plain", choices=TEMPLATES)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--batch_size", type=int, default=16)
+    ap.add_argument("--batch_size", type=int, default=16, help="rows decoded together")
+    ap.add_argument("--refill", type=int, default=0,
+                    help="continuous batching: refill freed rows in groups of this many (0: batch_size // 4; "
+                         "batch_size: static batches)")
     ap.add_argument("--max_new_tokens", type=int, default=256)
     ap.add_argument("--data_dir", default=None)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output_dir", required=True)
     args = ap.parse_args(argv)
+    if args.batch_size < 1 or not 0 <= args.refill <= args.batch_size:
+        ap.error(f"need batch_size >= 1 and 0 <= refill <= batch_size, got --batch_size={args.batch_size} "
+                 f"--refill={args.refill}")
 
     from jaxft.eval.runner import EvalSettings, evaluate
     from jaxft.models import load_model
@@ -34,7 +40,7 @@ def main(argv=None) -> int:
     try:
         model, tok = load_model(args.model, dtype=args.dtype)
         settings = EvalSettings(task=args.task, split=args.split, shots=args.shots, template=args.template,
-                                limit=args.limit, batch_size=args.batch_size,
+                                limit=args.limit, batch_size=args.batch_size, refill=args.refill,
                                 max_new_tokens=args.max_new_tokens, data_dir=args.data_dir, seed=args.seed)
         metrics = evaluate(model, tok, settings, output_dir=args.output_dir, model_name=args.model)
     except JaxftError as e:

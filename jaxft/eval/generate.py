@@ -1,9 +1,13 @@
-"""Batched greedy decoding: jitted prefill + `lax.while_loop` decode over a static-shape KV cache.
+"""Batched greedy decoding: jitted prefill + `lax.while_loop` decode over a static-shape KV cache,
+with continuous batching.
 
-Decoding runs in chunks of `chunk` tokens inside one while_loop each; between chunks the host
-checks stop strings on the decoded text (exact, tokenizer-independent), so a batch exits early
-once every row hit EOS or a stop string. Prompts are sorted by length and left-padded to a
-bucket multiple, so padding stays small and few shapes get compiled.
+`batch_size` slots decode together. Decoding runs in chunks of `chunk` tokens (one while_loop each,
+early exit once every slot is done); between chunks the host checks stop strings on the decoded text
+(exact, tokenizer-independent), collects finished rows and refills their slots with the next prompts
+(shortest first, left-padded to a bucket multiple so few shapes get compiled). Every slot's history
+ends at the same cache position, so a new row's prefilled cache is written just before it, and the
+cache is rolled back when it runs out of room. Rows never see each other: results equal decoding
+each prompt alone.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ class DecodeSettings:
     # Continuous batching: a group of this many freed slots is refilled with new prompts while the
     # others keep decoding (0: batch_size // 4). batch_size = static batches, like transformers.
     refill: int = 0
+
+    def __post_init__(self):
+        if min(self.batch_size, self.max_new_tokens, self.bucket, self.chunk) < 1 or not (
+                0 <= self.refill <= self.batch_size):
+            raise ValueError(f"DecodeSettings needs batch_size, max_new_tokens, bucket, chunk >= 1 and "
+                             f"0 <= refill <= batch_size; got {self}")
 
     @property
     def refill_group(self) -> int:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from typing import Any
 
+from jaxft.atomic import write_atomic
 from jaxft.eval.generate import DecodeSettings, GenerationStats, generate
 from jaxft.eval.stats import wilson_interval
 
@@ -24,23 +24,10 @@ class EvalSettings:
     template: str = "plain"  # "plain" ("Question: ... Answer:") or "chat" (the tokenizer's template)
     limit: int | None = None
     batch_size: int = 16
+    refill: int = 0  # continuous batching refill group (0: batch_size // 4; batch_size: static batches)
     max_new_tokens: int = 256
     data_dir: str | None = None
     seed: int = 0  # draws the few-shot exemplars
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write beside the target, then rename: a killed run never leaves a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None = None,
@@ -59,6 +46,7 @@ def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None
                              exclude_ids=[ex.id for ex in examples])
     prompts = [build_prompt(ex, template=settings.template, shots=shots, tokenizer=tokenizer) for ex in examples]
     decode = DecodeSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+                            refill=settings.refill,
                             stop_strings=STOP_STRINGS[settings.template])
     stats = GenerationStats()
     t0 = time.perf_counter()

@@ -14,6 +14,7 @@ import re
 import sys
 from typing import Any
 
+from jaxft.atomic import write_atomic
 from jaxft.errors import JaxftError
 from jaxft.report import figures, tables
 from jaxft.report.collect import collect
@@ -23,19 +24,6 @@ EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Write to a hidden temporary next to `path`, then rename over it (atomic on POSIX)."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _index_md(runs, figs: list[tuple[str, str]], missing: int) -> str:
