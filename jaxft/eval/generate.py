@@ -35,6 +35,9 @@ class DecodeSettings:
     # Continuous batching: a group of this many freed slots is refilled with new prompts while the
     # others keep decoding (0: batch_size // 4). batch_size = static batches, like transformers.
     refill: int = 0
+    # Once no prompt is left to start, halve the slots while at most half are live (down to
+    # batch_size // 8): the tail of a run, a few long answers, then decodes at a smaller batch.
+    shrink: bool = True
 
     def __post_init__(self):
         if min(self.batch_size, self.max_new_tokens, self.bucket, self.chunk) < 1 or not (
@@ -114,6 +117,19 @@ def _realign(slots, index):
     return dict(slots, cache=cache)
 
 
+@jax.jit
+def _halve(slots, out, rows, dead):
+    """Keep the slots `rows` (half as many, in this order); those marked `dead` are free."""
+    def take(x):
+        return jnp.take(x, rows, axis=0)
+
+    cache = dict(slots["cache"])
+    cache.update(k=tuple(map(take, cache["k"])), v=tuple(map(take, cache["v"])), mask=take(cache["mask"]),
+                 next_position=take(cache["next_position"]))
+    return {"cache": cache, "token": take(slots["token"]), "done": take(slots["done"]) | dead,
+            "count": take(slots["count"])}, take(out)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "steps"), donate_argnames=("slots", "out"))
 def _decode_chunk(graphdef, state, slots, out, eos_ids, steps: int):
     """Up to `steps` greedy tokens for every live slot; row r's j-th token goes to out[r, j]. Stops early
@@ -157,6 +173,7 @@ class _Engine:
         self.settings, self.pad_id, self.prompt_ids = settings, pad_id, prompt_ids
         self.eos = jnp.asarray(list(eos_ids) or [-1], jnp.int32)
         self.slots_n = settings.batch_size
+        self.min_slots = max(1, settings.batch_size // 8)
         self.group = settings.refill_group
         p_max = _round_up(max(len(p) for p in prompt_ids), settings.bucket)
         # Longest history a live row can have (padded prompt + new tokens), plus room for one chunk.
@@ -199,6 +216,18 @@ class _Engine:
                              jnp.asarray(rows), jnp.asarray(self.index, jnp.int32))
         self.history[slots[:n_real]] = plen
 
+    def halve(self, live: list[int]) -> bool:
+        """Move the live slots to the front of a batch half as large, if they fit and it is allowed."""
+        half = self.slots_n // 2
+        if not live or len(live) > half or half < self.min_slots:
+            return False
+        rows = np.asarray(live + [live[0]] * (half - len(live)), np.int32)
+        dead = np.arange(half) >= len(live)
+        self.slots, self.out = _halve(self.slots, self.out, jnp.asarray(rows), jnp.asarray(dead))
+        self.history = np.where(dead, 0, self.history[rows])
+        self.slots_n = half
+        return True
+
     def decode(self):
         if self.index + self.settings.chunk > self.length:  # make room: drop positions no live row uses
             self.realign(int(self.history.max()))
@@ -226,6 +255,11 @@ def warm_up(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSettings
             engine.history[:] = 0
             engine.decode()
     engine.realign(engine.index + 1)
+    while settings.shrink and engine.halve(list(range(engine.slots_n // 2))):
+        engine.slots["done"] = jnp.ones_like(engine.slots["done"])
+        engine.history[:] = 0
+        engine.decode()
+        engine.realign(engine.index + 1)
     jax.block_until_ready(engine.slots)
     return time.perf_counter() - t0
 
@@ -276,6 +310,13 @@ def generate_ids(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSet
                 stats.generated_tokens += len(row)
             if on_finished is not None:
                 on_finished(i)
+        while settings.shrink and not queue:
+            live = [s for s, o in enumerate(owner) if o >= 0]
+            if not engine.halve(live):
+                break
+            extra = engine.slots_n - len(live)
+            owner = [owner[s] for s in live] + [-1] * extra
+            by_stop = [by_stop[s] for s in live] + [False] * extra
     if stats is not None:
         stats.seconds += time.perf_counter() - t0
     return results
