@@ -1,15 +1,20 @@
 """The benchmark for a lent GPU, one run: train-step throughput and MFU of Full FT / LoRA / DoRA against
-torch + PEFT, the Hessian's cost, and measured memory beside the planner's estimate.
+torch + PEFT, the Hessian's cost, measured memory beside the planner's estimate, and greedy decoding
+against transformers' `generate`.
 
 Random weights with the real shapes (registry configs): timing and memory do not depend on the values,
 and the GPU machine has no hub access. Every measurement runs in its own subprocess so that peak
 memory is per case and one out-of-memory case does not end the run; each prints one JSON line.
 
-    python bench/gpu.py [--out results.jsonl] [--sections train,hessian,memory]
+    python bench/gpu.py [--out results.jsonl] [--sections train,hessian,memory,decode]
 
 Train cases: bfloat16 compute, float32 master weights, AdamW (clip 1.0), sequence 2048, LoRA/DoRA
 r=8, alpha=32, dropout 0.05 on all seven projections, on both sides. torch: eager transformers
 (sdpa attention) + peft under bfloat16 autocast, as the study ran it.
+
+Decode cases: bfloat16 weights and compute on both sides, random prompts, every row decodes exactly
+`new` tokens (no EOS: random weights would end rows at random), so both sides do the same work and
+the ratio is the cost of a decode step; jaxft's compilation is timed apart (warm_up).
 """
 
 from __future__ import annotations
@@ -155,8 +160,60 @@ def case_memory(a: dict) -> dict:
     return out
 
 
+def _decode_prompts(vocab: int, batch: int, prompt: int) -> list[list[int]]:
+    import numpy as np
+
+    return np.random.default_rng(0).integers(3, vocab, (batch, prompt)).tolist()
+
+
+def case_jaxft_decode(a: dict) -> dict:
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jaxft.eval.generate import DecodeSettings, generate_ids, warm_up
+    from jaxft.models import Transformer, registry_config
+
+    cfg = registry_config(a["model"])
+    model = Transformer(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    prompts = _decode_prompts(cfg.vocab_size, a["batch"], a["prompt"])
+    s = DecodeSettings(max_new_tokens=a["new"], batch_size=a["batch"], refill=a["batch"], chunk=a["new"])
+    compile_s = warm_up(model, prompts, s, eos_ids=[-1], pad_id=0)
+    t = time.perf_counter()
+    out = generate_ids(model, prompts, s, eos_ids=[-1], pad_id=0)
+    sec = time.perf_counter() - t
+    n = sum(len(r[0]) for r in out)
+    return {"generated": n, "seconds": sec, "tokens_per_s": n / sec, "compile_s": compile_s}
+
+
+def case_torch_decode(a: dict) -> dict:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from jaxft.models.registry import HF_CONFIGS
+
+    d = dict(HF_CONFIGS[a["model"]])
+    hf_cfg = AutoConfig.for_model(d.pop("model_type"), **d)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.bfloat16).cuda().eval()
+    ids = torch.tensor(_decode_prompts(hf_cfg.vocab_size, a["batch"], a["prompt"])).cuda()
+
+    def run():
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=a["new"], min_new_tokens=a["new"], pad_token_id=0)
+        torch.cuda.synchronize()
+        return out
+
+    run()  # warm-up (CUDA context, kernels)
+    t = time.perf_counter()
+    out = run()
+    sec = time.perf_counter() - t
+    n = int(out[:, ids.shape[1]:].numel())
+    return {"generated": n, "seconds": sec, "tokens_per_s": n / sec, "device": torch.cuda.get_device_name()}
+
+
 CASES = {"jaxft_train": case_jaxft_train, "torch_train": case_torch_train, "hessian": case_hessian,
-         "memory": case_memory}
+         "memory": case_memory, "jaxft_decode": case_jaxft_decode, "torch_decode": case_torch_decode}
 
 
 def plan(sections: list[str], quick: bool) -> list[dict]:
@@ -177,9 +234,13 @@ def plan(sections: list[str], quick: bool) -> list[dict]:
         for method in ("full", "lora", "dora"):
             cases.append(dict(w, case="jaxft_train", model="smollm2-360m", method=method, batch=8))
         cases.append(dict(w, case="jaxft_train", model="qwen2.5-0.5b", method="full", batch=8, attention="xla"))
+    if "decode" in sections:
+        for model in ("smollm2-135m", "qwen2.5-0.5b"):
+            for kind in ("jaxft_decode", "torch_decode"):
+                cases.append(dict(case=kind, model=model, batch=32, prompt=128, new=256))
     if quick:  # smoke test of the harness on CPU: tiny shapes
         for c in cases:
-            c.update(seq=32, batch=2, warmup=1, steps=1, lanczos_steps=3)
+            c.update(seq=32, batch=2, warmup=1, steps=1, lanczos_steps=3, prompt=8, new=4)
             if c["case"] != "memory":
                 c["model"] = "smollm2-135m"
             c["attention"] = "dpa" if c.get("attention") == "cudnn" else c.get("attention", "xla")
@@ -211,7 +272,7 @@ def main():
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
         brief = {k: row.get(k) for k in ("case", "model", "method", "attention", "remat", "batch", "s_per_step",
-                                         "tokens_per_s", "mfu", "peak_bytes", "hvp_over_grad", "lanczos_s", "error")
+                                         "tokens_per_s", "mfu", "peak_bytes", "hvp_over_grad", "lanczos_s", "compile_s", "error")
                  if row.get(k) is not None}
         print(json.dumps(brief), flush=True)
 
