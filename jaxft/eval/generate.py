@@ -186,21 +186,19 @@ class _Engine:
         self.index = 0  # host copy of the cache's write position
         self.history = np.zeros(bs, np.int64)  # cache positions each live slot occupies
 
-    def groups(self, queue: list[int]):
-        """Split the next prompts into refill groups: (prompt indices, left-padded ids, mask, P)."""
+    def pack(self, idx: list[int]):
+        """One refill group, left-padded to a bucket multiple P: (ids, mask, P), `group` rows."""
         bs = self.group
-        for lo in range(0, len(queue), bs):
-            idx = queue[lo:lo + bs]
-            plen = _round_up(max(len(self.prompt_ids[i]) for i in idx), self.settings.bucket)
-            ids = np.full((bs, plen), self.pad_id, np.int32)
-            mask = np.zeros((bs, plen), np.int32)
-            for r, i in enumerate(idx):
-                p = list(self.prompt_ids[i])
-                ids[r, plen - len(p):] = p
-                mask[r, plen - len(p):] = 1
-            for r in range(len(idx), bs):  # fillers keep the compiled shape
-                ids[r, -1], mask[r, -1] = self.pad_id, 1
-            yield idx, ids, mask, plen
+        plen = _round_up(max(len(self.prompt_ids[i]) for i in idx), self.settings.bucket)
+        ids = np.full((bs, plen), self.pad_id, np.int32)
+        mask = np.zeros((bs, plen), np.int32)
+        for r, i in enumerate(idx):
+            p = list(self.prompt_ids[i])
+            ids[r, plen - len(p):] = p
+            mask[r, plen - len(p):] = 1
+        for r in range(len(idx), bs):  # fillers keep the compiled shape
+            ids[r, -1], mask[r, -1] = self.pad_id, 1
+        return ids, mask, plen
 
     def realign(self, index: int):
         if index != self.index:
@@ -246,20 +244,23 @@ def warm_up(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSettings
     t0 = time.perf_counter()
     engine = _Engine(model, prompt_ids, settings, eos_ids, pad_id)
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-    seen = set()
-    for idx, ids, mask, plen in engine.groups(order):
-        if plen not in seen:
-            seen.add(plen)
-            engine.refill(list(range(engine.group)), ids, mask, plen, len(idx))
-            engine.slots["done"] = jnp.ones_like(engine.slots["done"])
-            engine.history[:] = 0
-            engine.decode()
-    engine.realign(engine.index + 1)
-    while settings.shrink and engine.halve(list(range(engine.slots_n // 2))):
+
+    def idle_decode():  # every slot done: compiles the decode loop without running a step
         engine.slots["done"] = jnp.ones_like(engine.slots["done"])
         engine.history[:] = 0
         engine.decode()
         engine.realign(engine.index + 1)
+
+    seen = set()
+    for lo in range(0, len(order), engine.group):  # the groups generate_ids will form, in its order
+        idx = order[lo:lo + engine.group]
+        ids, mask, plen = engine.pack(idx)
+        if plen not in seen:
+            seen.add(plen)
+            engine.refill(list(range(engine.group)), ids, mask, plen, len(idx))
+            idle_decode()
+    while settings.shrink and engine.halve(list(range(engine.slots_n // 2))):
+        idle_decode()
     jax.block_until_ready(engine.slots)
     return time.perf_counter() - t0
 
@@ -280,7 +281,8 @@ def generate_ids(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSet
     while queue or any(o >= 0 for o in owner):
         free = [s for s, o in enumerate(owner) if o < 0]
         while queue and len(free) >= min(engine.group, len(queue)):
-            idx, ids, mask, plen = next(engine.groups(queue[:engine.group]))
+            idx = queue[:engine.group]
+            ids, mask, plen = engine.pack(idx)
             engine.refill(free, ids, mask, plen, len(idx))
             for s, i in zip(free, idx):
                 owner[s], by_stop[s] = i, False
