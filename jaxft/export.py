@@ -1,8 +1,10 @@
-"""`python -m jaxft.export --checkpoint=DIR --out=OUT --format=merged|peft [--base=SOURCE]`.
+"""`python -m jaxft.export --checkpoint=DIR --out=OUT --format=merged|peft|gguf [--base=SOURCE]`.
 
 DIR is a jaxft training workdir (config.json + checkpoints/: the latest step, or --step), a PEFT
 adapter directory (adapter_config.json; its base model comes from --base or
-base_model_name_or_path) or an HF model directory (re-exported as merged).
+base_model_name_or_path) or an HF model directory (re-exported as merged or gguf). --format=gguf
+writes one llama.cpp file (--quant=f32|f16|q8_0, adapters merged in float32; an existing file is
+replaced only with --overwrite).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True,
                    help="training workdir, PEFT adapter directory or HF model directory")
     p.add_argument("--step", type=int, default=None, help="checkpoint step of a training workdir (default: latest)")
-    p.add_argument("--out", required=True, help="output directory (written atomically)")
-    p.add_argument("--format", choices=("merged", "peft"), default="merged")
+    p.add_argument("--out", required=True,
+                   help="output directory, or .gguf file for --format=gguf (written atomically)")
+    p.add_argument("--format", choices=("merged", "peft", "gguf"), default="merged")
+    p.add_argument("--quant", default=None, help="GGUF tensor type: f32, f16 (default) or q8_0")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out GGUF file")
     p.add_argument("--base", default=None, help="base model source for an adapter (registry name, dir, .gguf)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="parameter dtype of the merged export (merging itself is done in float32)")
@@ -47,6 +52,17 @@ def hub_name(source: str) -> str:
     return HUB_IDS.get(source) or GGUF_SOURCES.get(source, source)
 
 
+def write_export(args: argparse.Namespace, model, tokenizer, base: str | None) -> str:
+    """The merged HF directory or the GGUF file of a plain or adapted model."""
+    if args.format == "gguf":
+        from jaxft.export_gguf import export_gguf
+
+        name = hub_name(base).split("/")[-1] if base else os.path.basename(os.path.abspath(args.checkpoint))
+        return export_gguf(model, tokenizer, args.out, quant=args.quant or "f16", overwrite=args.overwrite,
+                           name=name, source=args.checkpoint)
+    return export_merged(model, tokenizer, args.out, source_config(base) if base else None, dtype=args.dtype)
+
+
 def export_workdir(args: argparse.Namespace) -> str:
     from jaxft.train.restore import restore_model
 
@@ -57,12 +73,19 @@ def export_workdir(args: argparse.Namespace) -> str:
             raise ConfigError(f"{args.checkpoint} was trained with method=full: it has no adapters to export "
                               "as peft; use --format=merged")
         return export_peft(model, args.out, base_model=hub_name(base) if base else None)
-    return export_merged(model, tokenizer, args.out, source_config(base) if base else None, dtype=args.dtype)
+    return write_export(args, model, tokenizer, base)
 
 
 def run(args: argparse.Namespace) -> str:
     ckpt = args.checkpoint
     from jaxft.train.restore import is_training_workdir
+
+    if args.format == "gguf":  # fail on a bad --quant or an existing --out before loading anything
+        from jaxft.export_gguf import check_export_args
+
+        check_export_args(args.out, args.quant or "f16", args.overwrite)
+    elif args.quant is not None:
+        raise ConfigError(f"--quant={args.quant!r} applies to --format=gguf only (got --format={args.format})")
 
     if is_training_workdir(ckpt):
         return export_workdir(args)
@@ -75,12 +98,12 @@ def run(args: argparse.Namespace) -> str:
         load_peft_adapter(model, ckpt)
         if args.format == "peft":
             return export_peft(model, args.out, base_model=base)
-        return export_merged(model, tokenizer, args.out, source_config(base), dtype=args.dtype)
+        return write_export(args, model, tokenizer, base)
     if os.path.isfile(os.path.join(ckpt, "config.json")):
         if args.format == "peft":
             raise ConfigError(f"{ckpt} is a plain HF model directory: it has no adapters to export as peft")
         model, tokenizer = load_model(ckpt, param_dtype="float32")
-        return export_merged(model, tokenizer, args.out, source_config(ckpt), dtype=args.dtype)
+        return write_export(args, model, tokenizer, ckpt)
     raise ConfigError(f"{ckpt}: neither a training workdir (config.json + checkpoints/), a PEFT adapter "
                       f"directory ({ADAPTER_CONFIG}) nor an HF model directory (config.json)")
 

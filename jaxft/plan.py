@@ -46,6 +46,10 @@ def parse(argv: list[str]):
 
 
 def plan(c, hw: mem.Hardware) -> dict:
+    from jaxft.train.auto import platform_of_devices, resolve
+
+    c = c.copy_and_resolve_references()
+    auto = resolve(c, platform=platform_of_devices(hw.name), n_devices=hw.count, usable=hw.usable)
     s = mem.setup_from_config(c, hw.count)
     policies = {}
     for remat in mem.REMATS:
@@ -57,7 +61,8 @@ def plan(c, hw: mem.Hardware) -> dict:
         "model": c.model, "method": s.method, "devices": hw.name, "device_count": hw.count,
         "device_bytes": hw.bytes_per_device, "usable_bytes": hw.usable, "headroom": mem.HEADROOM,
         "mesh": {"data": s.data, "fsdp": s.fsdp}, "seq_len": s.seq, "micro_batch": s.micro_batch,
-        "accum_steps": s.accum, "remat": s.remat, "scan_layers": s.scan, "compute_dtype": c.compute_dtype,
+        "accum_steps": s.accum, "remat": s.remat, "attention": s.attention, "auto": auto,
+        "scan_layers": s.scan, "compute_dtype": c.compute_dtype,
         "param_dtype": c.param_dtype, "params": s.n_params, "trainable_params": s.n_trainable,
         "terms": terms, "fits": terms["peak"] <= hw.usable, "by_remat": policies,
         "largest_batch": policies[s.remat]["largest_batch"],
@@ -75,7 +80,8 @@ def render(p: dict, config_path: str) -> str:
         f"{p['method']}) on {p['devices']} = {p['device_count']} x {p['device_bytes'] / mem.GiB:.0f} GiB",
         f"mesh data={p['mesh']['data']} fsdp={p['mesh']['fsdp']}, seq {p['seq_len']}, per-device micro-batch "
         f"{p['micro_batch']} x {p['accum_steps']} accumulation steps, compute {p['compute_dtype']}, "
-        f"params {p['param_dtype']}, remat={p['remat']}, scan_layers={p['scan_layers']}",
+        f"params {p['param_dtype']}, remat={p['remat']}, attention={p['attention']}, scan_layers={p['scan_layers']}",
+        *p["auto"],
         "",
         f"{'per device':<24}{'bytes':>12}",
     ]

@@ -209,3 +209,100 @@ def test_timeout_outside_the_main_thread(monkeypatch):
     worker.join()
     assert result == [False]
     assert time.monotonic() - start < 2.5
+
+
+# --- answer classes (issue 15): text, set-like forms, statements with a justification ----------
+
+TEXT_ANSWERS = [
+    pytest.param("$\\boxed{\\text{seat}}$", "\\text{east}", False, id="anagram-words-differ"),
+    pytest.param("$\\boxed{\\text{Naiv}}$", "\\text{Navin}", False, id="name-subset-of-letters"),
+    pytest.param("$\\boxed{seat}$", "east", False, id="bare-words-are-text-too"),
+    pytest.param("$\\boxed{Evelyn}$", "\\text{Evelyn}", True, id="name-with-and-without-text"),
+    pytest.param("$\\boxed{\\text{monday}}$", "\\text{Monday}", True, id="case-insensitive"),
+    pytest.param("$\\boxed{\\text{June 20}}$", "\\text{June 20}", True, id="words-and-number"),
+    pytest.param("$\\boxed{\\text{June 21}}$", "\\text{June 20}", False, id="words-and-other-number"),
+    pytest.param("$\\boxed{C}$", "\\text{(C)}", True, id="choice-letter-without-parentheses"),
+    pytest.param("$\\boxed{\\textbf{(D)}}$", "\\text{(C)}", False, id="other-choice-letter"),
+    pytest.param("$\\boxed{\\text{WV}}$", "\\text{VW}", False, id="letters-reordered-in-text"),
+    pytest.param("$\\boxed{\\text{odd}}$", "\\text{even}", False, id="parity-words"),
+    pytest.param("$\\boxed{qr}$", "rq", True, id="variables-outside-text-are-still-algebra"),
+    pytest.param("$\\boxed{-30+6q+3qr-15r}$", "3qr + 6q - 15r -30", True,
+                 id="polynomial-in-two-letter-products"),
+    pytest.param("$\\boxed{8\\sqrt{3}}$", "8\\sqrt{3} \\text { square inches}", True,
+                 id="unit-text-with-space-before-brace"),
+]
+
+SET_LIKE_FORMS = [
+    pytest.param("$\\boxed{\\{5\\}}$", "5", True, id="singleton-set-vs-value"),
+    pytest.param("$\\boxed{5}$", "\\{5\\}", True, id="value-vs-singleton-set"),
+    pytest.param("$\\boxed{\\{5, 6\\}}$", "5", False, id="two-element-set-vs-value"),
+    pytest.param("$\\boxed{\\{3\\}}$", "\\{3, 4\\}", False, id="set-sizes-differ"),
+    pytest.param("$\\boxed{x \\in [1,2]}$", "[1,2]", True, id="membership-vs-interval"),
+    pytest.param("$\\boxed{x \\in (1,2)}$", "[1,2]", False, id="membership-open-vs-closed"),
+    pytest.param("$\\boxed{x \\in \\{3\\}}$", "x = 3", True, id="membership-in-singleton-vs-equation"),
+    pytest.param("$\\boxed{x=3}$", "\\{3\\}", True, id="equation-vs-set"),
+    pytest.param("$\\boxed{x = 3, x = 5}$", "3, 5", True, id="solutions-as-equations"),
+    pytest.param("$\\boxed{x = 3, x = 5}$", "3, 6", False, id="solutions-as-equations-wrong"),
+    pytest.param("$\\boxed{x \\ge 1}$", "[1, \\infty)", True, id="inequality-vs-ray"),
+    pytest.param("$\\boxed{x > 1}$", "[1, \\infty)", False, id="strict-inequality-vs-closed-ray"),
+    pytest.param("$\\boxed{x < 3}$", "(-\\infty, 3)", True, id="upper-bound"),
+    pytest.param("$\\boxed{3 > x}$", "(-\\infty, 3)", True, id="bound-on-the-left"),
+    pytest.param("$\\boxed{1 \\le x \\le 2}$", "[1,2]", True, id="double-inequality"),
+    pytest.param("$\\boxed{1 < x \\leq 2}$", "[1,2]", False, id="double-inequality-endpoint"),
+    pytest.param("$\\boxed{2 > x > 1}$", "(1,2)", True, id="descending-double-inequality"),
+    pytest.param("$\\boxed{x < -1 \\text{ or } x > 2}$", "(-\\infty,-1) \\cup (2,\\infty)", True,
+                 id="disjunction-vs-union"),
+    pytest.param("$\\boxed{(2,\\infty) \\cup (-\\infty,-1)}$", "(-\\infty,-1) \\cup (2,\\infty)", True,
+                 id="union-in-any-order"),
+    pytest.param("$\\boxed{x < -1 \\text{ or } x \\ge 2}$", "(-\\infty,-1) \\cup (2,\\infty)", False,
+                 id="disjunction-endpoint-differs"),
+    pytest.param("$\\boxed{19, 43}$", "19 \\text{ and }43", True, id="list-written-with-and"),
+]
+
+JUSTIFIED_STATEMENTS = [
+    pytest.param("gsm8k", "The answer is 5 since 5 x 3 = 15.", "5", True, id="since"),
+    pytest.param("gsm8k", "The answer is 5 since 5 x 3 = 15.", "15", False, id="since-not-the-check"),
+    pytest.param("gsm8k", "The answer is 12 because 4 * 3 = 12 and 12 - 2 = 10", "12", True,
+                 id="because"),
+    pytest.param("gsm8k", "The answer is 7, as 3 + 4 = 7 and 7 x 2 = 14.", "7", True, id="as-digit"),
+    pytest.param("orcamath", "The answer is 20, which is 5 more than 15.", "20", True, id="which"),
+    pytest.param("orcamath", "The answer is 20, which is 5 more than 15.", "15", False,
+                 id="which-not-the-comparison"),
+    pytest.param("gsm8k", "The answer is 3 + 4 = 7.", "7", True, id="computation-is-not-a-reason"),
+    pytest.param("gsm8k", "The answer is 3 + 4 = 7 because she had 3 and got 4 more.", "7", True,
+                 id="computation-then-reason"),
+    pytest.param("gsm8k", "So the answer is 9; 3 x 3 = 9 checks it.", "9", True, id="semicolon"),
+    pytest.param("math", "The final answer is 5, because 5*3=15", "5", True, id="math-comma-because"),
+    pytest.param("math", "The answer is 5 since 5 x 3 = 15", "15", False, id="math-since"),
+    pytest.param("math500", "The answer is $x = 4$ since $2x = 8$.", "4", True,
+                 id="math-dollar-statement-then-reason"),
+]
+
+NUMERIC_SHAPES = [
+    pytest.param("orcamath", "The ratio is 6:8.", "3:4", True, id="ratio-in-lowest-terms"),
+    pytest.param("orcamath", "The answer is 3:4.", "0.75", True, id="ratio-vs-decimal"),
+    pytest.param("orcamath", "The answer is 3/4.", "3:4", True, id="fraction-vs-ratio"),
+    pytest.param("orcamath", "The ratio is 4:3.", "3:4", False, id="ratio-order-matters"),
+    pytest.param("orcamath", "The ratio is 2:4:6.", "1:2:3", True, id="three-part-ratio"),
+    pytest.param("orcamath", "The ratio is 1:2:3.", "1:2", False, id="ratio-lengths-differ"),
+    pytest.param("orcamath", "She needs 2 1/2 cups.", "2.5", True, id="mixed-number"),
+    pytest.param("orcamath", "She needs 2 1/2 cups.", "2", False, id="mixed-number-is-not-whole"),
+    pytest.param("gsm8k", "Step 1: 5 apples. The answer is 5.", "5", True,
+                 id="colon-with-space-is-not-a-ratio"),
+    pytest.param("gsm8k", "Week 2: 90 pages\nWeek 3:210 pages", "210", True,
+                 id="label-colon-number-is-not-a-ratio"),
+    pytest.param("gsm8k", "She can eat at 4+3 = 7:00 pm", "7", True, id="clock-time-on-the-hour"),
+    pytest.param("gsm8k", "The answer is 5:00 pm", "7", False, id="other-hour"),
+    pytest.param("orcamath", "The answer is 5:00 pm", "7:00", False, id="other-clock-time"),
+    pytest.param("orcamath", "The answer is 7:30 pm", "7", False, id="half-past-is-not-the-hour"),
+]
+
+
+@pytest.mark.parametrize("generation,reference,expected", TEXT_ANSWERS + SET_LIKE_FORMS)
+def test_math_answer_classes(generation, reference, expected):
+    assert is_correct("math", generation, reference) is expected
+
+
+@pytest.mark.parametrize("task,generation,reference,expected", JUSTIFIED_STATEMENTS + NUMERIC_SHAPES)
+def test_statement_classes(task, generation, reference, expected):
+    assert is_correct(task, generation, reference) is expected

@@ -51,7 +51,8 @@ def _load_shot_pool(task: str, data_dir: str | None) -> list[Example]:
             raise DataError(f"math few-shot examples come from MATH train, which is not available "
                             f"({e}); use k=0, or evaluate math500, whose shots come from the rest "
                             f"of MATH test") from e
-    return load_task(task, "train", data_dir=data_dir)
+    # A shot must show the answer statement the scorer reads; ambiguous OrcaMath rows have none.
+    return [e for e in load_task(task, "train", data_dir=data_dir) if not e.ambiguous]
 
 
 def select_shots(task: str, k: int = 5, *, seed: int = 0, data_dir: str | None = None,

@@ -70,6 +70,11 @@ class Example:
     solution: str
     answer: str
 
+    @property
+    def ambiguous(self) -> bool:
+        """No reference answer could be read from the solution (OrcaMath): not scored."""
+        return not self.answer
+
 
 # ---------------------------------------------------------------------------------------------
 # Locating and reading sources
@@ -186,6 +191,10 @@ def answer_from_solution(task: str, solution: str) -> str | None:
         from jaxft.eval.math_normalize import last_boxed  # lazy: jaxft.eval imports this module
 
         return last_boxed(solution)
+    if task == "orcamath":
+        from jaxft.data.orcamath_labels import orcamath_answer  # lazy: it imports jaxft.eval
+
+        return orcamath_answer(solution)
     from jaxft.eval.scoring import extract_answer
 
     return extract_answer(task, solution)
@@ -234,16 +243,25 @@ def _parse_math(row: dict, where: str) -> tuple[str | None, str, str, str]:
     return (str(source_id) if source_id is not None else None), problem, solution, answer
 
 
-_ANSWER_SENTENCE = re.compile(r"\banswer\s+is\b", re.IGNORECASE)
-
-
 def _parse_orcamath(row: dict, where: str) -> tuple[str | None, str, str, str]:
+    """The answer is read from the solution's closing statement (`orcamath_labels`); "" when it
+    cannot be determined, and then no "The answer is" sentence is appended to the target.
+
+    A solution that already states an answer ("the answer is 5") keeps it unless it contradicts
+    the closing statement: such a row is ambiguous too, since the scorer reads the first one.
+    """
+    from jaxft.eval.scoring import numbers_equal, stated_answer  # lazy: jaxft.eval imports this
+
     question = _field(row, "question", where)
     text = _field(row, "answer", where).strip()
     answer = answer_from_solution("orcamath", text) or ""
     solution = text
-    if answer and not _ANSWER_SENTENCE.search(text):
-        solution = f"{text}\nThe answer is {answer}."
+    if answer:
+        stated = stated_answer(text)
+        if stated is None:
+            solution = f"{text}\nThe answer is {answer}."
+        elif not numbers_equal(stated, answer):
+            answer = ""
     return None, question, solution, answer
 
 

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from jaxft.eval.answer_forms import is_text_answer, set_form, text_equal
+
 SYMPY_TIMEOUT_S = 2.0
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -109,6 +111,8 @@ def normalize_math_answer(answer: str) -> str:
     s = s.replace("{,}", "")  # 10{,}000
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ", "", s).replace("\\circ", "").replace("°", "")
     s = s.replace("\\$", "").replace("$", "")
+    s = re.sub("(" + _TEXT_CMDS + r")\s+\{", r"\1{", s)  # "\text {cm}" is "\text{cm}"
+    s = re.sub(r"\s*,?\s*" + _TEXT_CMDS + r"\{\s*and\s*\}\s*", ",", s)  # "19 \text{ and } 43"
     # Units: "\text{ cm}" (Hendrycks: text preceded by a space is a unit) or a plain number
     # followed by a one-word \text{...} (optionally squared/cubed).
     s = re.sub(_TEXT_CMDS + r"\{\s[^{}]*\}(\^\{?\d\}?)?\s*$", "", s)
@@ -324,22 +328,31 @@ def latex_to_sympy(s: str):
 # Equivalence
 # ---------------------------------------------------------------------------------------------
 
-def _split_top_level(s: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(s):
+def _split_top_level(s: str, sep: str = ",") -> list[str]:
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        ch = s[i]
         if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        elif ch == "," and depth == 0:
+        elif depth == 0 and s.startswith(sep, i) and not (sep[-1].isalpha() and
+                                                          s[i + len(sep):i + len(sep) + 1].isalpha()):
             parts.append(s[start:i])
-            start = i + 1
+            start = i + len(sep)
+            i = start
+            continue
+        i += 1
     parts.append(s[start:])
     return parts
 
 
 def _as_collection(s: str) -> tuple[str, list[str]]:
-    """(kind, elements): kind is 'set' (unordered) or the bracket pair of a tuple/interval."""
+    """(kind, elements): kind is 'set' or 'union' (unordered) or the bracket pair of a
+    tuple/interval; 'one' for a single element."""
+    union = _split_top_level(s, "\\cup")
+    if len(union) > 1:
+        return "union", union
     if s.startswith("\\{") and s.endswith("\\}"):
         return "set", _split_top_level(s[2:-2])
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
@@ -363,6 +376,11 @@ def _expr_equal(a: str, b: str) -> bool:
     if a.count("=") == 1 and b.count("=") == 1:
         (la, ra), (lb, rb) = a.split("="), b.split("=")
         return _expr_equal(la, lb) and _expr_equal(ra, rb)
+    if ("=" in a) != ("=" in b):  # "x=3" among solutions "x=3,x=5" against the value 3
+        lhs, _, rhs = (a if "=" in a else b).partition("=")
+        if "=" not in rhs and re.fullmatch(r"[a-zA-Z](?:_\{?\w+\}?)?", lhs):
+            return _expr_equal(rhs, b if "=" in a else a)
+        return False
     try:
         x, y = latex_to_sympy(a), latex_to_sympy(b)
     except ValueError:
@@ -389,11 +407,15 @@ def _expr_equal(a: str, b: str) -> bool:
 def _structured_equal(a: str, b: str) -> bool:
     kind_a, parts_a = _as_collection(a)
     kind_b, parts_b = _as_collection(b)
+    if kind_a == "set" and len(parts_a) == 1 and kind_b == "one":  # "\{5\}" is the answer 5
+        return _structured_equal(parts_a[0], b)
+    if kind_b == "set" and len(parts_b) == 1 and kind_a == "one":
+        return _structured_equal(a, parts_b[0])
     if kind_a != kind_b or len(parts_a) != len(parts_b):
         return False
     if kind_a == "one":
         return _expr_equal(a, b)
-    if kind_a != "set":  # tuple or interval: order matters
+    if kind_a not in ("set", "union"):  # tuple or interval: order matters
         return all(_structured_equal(x, y) for x, y in zip(parts_a, parts_b))
     remaining = list(parts_b)
     for x in parts_a:
@@ -439,7 +461,11 @@ def call_with_timeout(fn: Callable[[], bool], seconds: float) -> bool | None:
 
 
 def math_equiv(pred: str | None, ref: str | None, *, timeout: float = SYMPY_TIMEOUT_S) -> bool:
-    """True when two MATH answers are the same after normalisation or provably equal in sympy."""
+    """True when two MATH answers are the same after normalisation or provably equal in sympy.
+
+    Text answers (words, names, choice letters) compare as text; inequalities and "x \\in S"
+    compare as the interval or set they describe (see `jaxft.eval.answer_forms`).
+    """
     if pred is None or ref is None:
         return False
     a, b = normalize_math_answer(pred), normalize_math_answer(ref)
@@ -447,6 +473,11 @@ def math_equiv(pred: str | None, ref: str | None, *, timeout: float = SYMPY_TIME
         return bool(a)
     if not a or not b:
         return False
+    a, b = set_form(a), set_form(b)
+    if a == b:
+        return True
+    if is_text_answer(pred, a) or is_text_answer(ref, b):
+        return text_equal(a, b)
 
     import sympy  # noqa: F401 - the first import takes about a second: keep it off the clock
 

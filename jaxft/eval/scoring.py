@@ -6,6 +6,8 @@ its own "The answer is ...", so the first statement is the one that answers the 
 second guard everything from the first line starting with "Question:" on is dropped before
 extraction. Self-corrections ("The answer is 5. Wait, ... The answer is 6.") are therefore
 scored on 5; that is the standard GSM8K few-shot convention and errs towards strictness.
+A statement's justification is not its answer: in "The answer is 5 since 5 x 3 = 15" the value
+before "since/because/which/;" counts.
 
 MATH is scored on the last complete ``\\boxed{}`` before any "Question:" (Hendrycks' convention:
 reference solutions that give a second method end with the same box again).
@@ -34,11 +36,21 @@ _NEXT_QUESTION = re.compile(r"(?:^|\n)[ \t]*Question:")
 _STATEMENT = re.compile(r"####|\banswer\s+is\b|^[ \t*#_]*(?:final\s+)?answer[ \t*]*:",
                         re.IGNORECASE | re.MULTILINE)
 # A sign only when it cannot be a binary minus ("10-3" holds 10 and 3); thousands commas only in
-# groups of three ("3,4,5" is a list); an optional "/d" makes a fraction.
+# groups of three ("3,4,5" is a list); an optional "/d" makes a fraction. Digits joined by colons
+# are one ratio ("3:4", also a clock time), and "2 1/2" is one mixed number.
 _NUMBER = re.compile(
-    r"(?<![\w.$])\$?-?\$?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?"
+    r"(?<![\w.$:])\d+(?::\d+)+(?![\d:]|\.\d)"
+    r"|(?<![\w.$/])-?\d+[ \t]+\d+/\d+(?![\d/]|\.\d)"
+    r"|(?<![\w.$])\$?-?\$?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?"
     r"|(?<![\w.])-?\.\d+"
 )
+# What follows a stated answer to justify it ("The answer is 5 since 5 x 3 = 15"): not the answer.
+_JUSTIFICATION = re.compile(
+    r"\b(?:since|because|given\s+that|due\s+to|which|where|so\s+that|for\s+(?:example|instance)"
+    r"|as(?=\s+(?:\d|we|it|there|he|she|they|this|that|each|expected|required)\b))\b"
+    r"|;", re.IGNORECASE)
+_LABEL_BEFORE = re.compile(r"\b(?:step|week|day|part|case|question|problem|stage|round|level|phase"
+                           r"|month|year|item|line|method|option|example)\s*$", re.IGNORECASE)
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\{\s*(-?[\d.,]+)\s*\}\{\s*(-?[\d.,]+)\s*\}")
 
 
@@ -53,7 +65,8 @@ def _truncate(generation: str) -> str:
     return generation[:m.start()] if m else generation
 
 
-def _prepare_numeric(text: str) -> str:
+def prepare_numeric(text: str) -> str:
+    """LaTeX fractions as a/b, unicode minus as "-", "\\$" as "$": the forms _NUMBER reads."""
     text = text.replace("\u2212", "-").replace("{,}", ",").replace("\\,", "").replace("\\$", "$")
     return _LATEX_FRAC.sub(r"\1/\2", text)
 
@@ -61,6 +74,11 @@ def _prepare_numeric(text: str) -> str:
 def _to_fraction(token: str) -> Fraction | None:
     s = token.replace("$", "").replace(",", "").strip()
     try:
+        mixed = re.fullmatch(r"(-?)(\d+)\s+(\d+)/(\d+)", s)  # "2 1/2", "-2 1/2"
+        if mixed:
+            sign, whole, num, den = mixed.groups()
+            value = Fraction(int(whole)) + Fraction(int(num), int(den))
+            return -value if sign else value
         if "/" in s:
             num, den = s.split("/")
             return Fraction(num) / Fraction(den)
@@ -69,8 +87,22 @@ def _to_fraction(token: str) -> Fraction | None:
         return None
 
 
+def _ratio(token: str) -> tuple[int, ...] | None:
+    """'6:8' -> (3, 4): a ratio in lowest terms; None if not a ratio."""
+    if not re.fullmatch(r"\d+(?::\d+)+", token.strip()):
+        return None
+    parts = [int(p) for p in token.strip().split(":")]
+    if 0 in parts:  # "7:00" is a clock time, not the ratio 1:0
+        return tuple(parts)
+    g = math.gcd(*parts)
+    return tuple(p // g for p in parts)
+
+
 def _canonical(token: str) -> str | None:
-    """'$1,080.00' -> '1080', '-2.50' -> '-2.5', '6/8' -> '3/4'; None if not a number."""
+    """'$1,080.00' -> '1080', '-2.50' -> '-2.5', '6/8' -> '3/4', '2 1/2' -> '5/2', '3:4' kept;
+    None if not a number."""
+    if _ratio(token) is not None:
+        return token.strip()
     value = _to_fraction(token)
     if value is None:
         return None
@@ -81,12 +113,27 @@ def _canonical(token: str) -> str | None:
     return format(Decimal(token.replace("$", "").replace(",", "").strip()).normalize(), "f")
 
 
-def _first_number(segment: str) -> str | None:
-    for m in _NUMBER.finditer(segment):
-        canonical = _canonical(m.group())
+def canonical_numbers(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, canonical form) of each number in `text` (already through prepare_numeric).
+
+    "Week 3:210" is a label and a number, not the ratio 3:210: after a label word only the part
+    after the colon is kept.
+    """
+    spans = []
+    for m in _NUMBER.finditer(text):
+        start, token = m.start(), m.group()
+        if ":" in token and _LABEL_BEFORE.search(text[max(0, start - 12):start]):
+            offset = token.rindex(":") + 1
+            start, token = start + offset, token[offset:]
+        canonical = _canonical(token)
         if canonical is not None:
-            return canonical
-    return None
+            spans.append((start, m.end(), canonical))
+    return spans
+
+
+def _first_number(segment: str) -> str | None:
+    spans = canonical_numbers(segment)
+    return spans[0][2] if spans else None
 
 
 def _statement_segments(text: str):
@@ -98,12 +145,21 @@ def _statement_segments(text: str):
         yield rest
 
 
+def without_justification(sentence: str) -> str:
+    """The statement before "since/because/which ..." when a number precedes that word."""
+    for m in _JUSTIFICATION.finditer(sentence):
+        if _first_number(sentence[:m.start()]) is not None:
+            return sentence[:m.start()]
+    return sentence
+
+
 def stated_answer(text: str) -> str | None:
     """The number given by the first "The answer is"/"####" statement that gives one."""
-    text = _prepare_numeric(text)
+    text = prepare_numeric(text)
     for rest in _statement_segments(text):
         sentence = rest.split("\n", 1)[0]
         sentence = re.split(r"\.(?=\s|$)", sentence, maxsplit=1)[0]
+        sentence = without_justification(sentence)
         if "=" in sentence:  # "The answer is 3 + 4 = 7"
             sentence = sentence.rsplit("=", 1)[1]
         number = _first_number(sentence)
@@ -119,12 +175,11 @@ def _extract_numeric(generation: str) -> str | None:
         return answer
     boxed = last_boxed(text)
     if boxed is not None:
-        answer = _first_number(_prepare_numeric(boxed))
+        answer = _first_number(prepare_numeric(boxed))
         if answer is not None:
             return answer
-    numbers = [c for c in (_canonical(m.group()) for m in _NUMBER.finditer(_prepare_numeric(text)))
-               if c is not None]
-    return numbers[-1] if numbers else None
+    numbers = canonical_numbers(prepare_numeric(text))
+    return numbers[-1][2] if numbers else None
 
 
 def _extract_math(generation: str) -> str | None:
@@ -136,10 +191,10 @@ def _extract_math(generation: str) -> str | None:
         line = rest.split("\n", 1)[0].strip()
         if line.startswith("$"):
             line = line.lstrip("$").split("$", 1)[0]
-        else:  # up to the sentence end or the first English word ("7 and so on")
+        else:  # up to the sentence end or the first English word ("7 and so on", "5, since ...")
             line = re.split(r"\.(?=\s|$)", line, maxsplit=1)[0]
             line = re.split(r"\s+(?=[A-Za-z]{2,}(?:[\s,;]|$))", line, maxsplit=1)[0]
-        line = line.strip().rstrip(".")
+        line = line.strip().rstrip(".,;:").strip()
         if line:
             return line
     return None
@@ -154,7 +209,26 @@ def extract_answer(task: str, generation: str) -> str | None:
 
 
 def numbers_equal(pred: str, ref: str) -> bool:
-    """Numeric equality of two answer strings within ABS_TOL/REL_TOL; False if either is no number."""
+    """Numeric equality of two answer strings within ABS_TOL/REL_TOL; False if either is no number.
+
+    Ratios compare in lowest terms ("6:8" is "3:4"); a two-part ratio a:b also equals a/b,
+    except a clock time on the hour, "7:00", which equals 7.
+    """
+    ratio_p, ratio_r = _ratio(pred), _ratio(ref)
+    if ratio_p is not None and ratio_r is not None:
+        return ratio_p == ratio_r
+    if ratio_p is not None or ratio_r is not None:
+        token = pred if ratio_p else ref
+        parts = [int(p) for p in token.strip().split(":")]
+        if len(parts) != 2:
+            return False
+        if token.strip().endswith(":00"):
+            as_fraction = str(parts[0])
+        elif parts[1] == 0:
+            return False
+        else:
+            as_fraction = f"{parts[0]}/{parts[1]}"
+        return numbers_equal(as_fraction, ref) if ratio_p else numbers_equal(pred, as_fraction)
     p, r = _to_fraction(pred), _to_fraction(ref)
     if p is None or r is None:
         return False
@@ -171,7 +245,7 @@ def is_correct(task: str, generation: str, reference_answer: str) -> bool:
         return False
     if task in MATH_TASKS:
         return math_equiv(pred, reference_answer)
-    ref = _canonical(_prepare_numeric(reference_answer).strip().rstrip("."))
+    ref = _canonical(prepare_numeric(reference_answer).strip().rstrip("."))
     if ref is None:  # a non-numeric reference (rare in OrcaMath): compare text
         return bool(reference_answer.strip()) and pred.strip().lower() == reference_answer.strip().lower()
     return numbers_equal(pred, ref)

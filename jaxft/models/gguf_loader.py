@@ -12,7 +12,10 @@ from jaxft.models.config import ModelConfig
 from jaxft.models.params import build_from_tensors
 from jaxft.models.transformer import Transformer
 
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "olmo", "gemma")
+# llama.cpp's "normal" rotary embedding rotates adjacent pairs, so these families store q/k rows
+# interleaved (convert_hf_to_gguf.py permutes them); qwen2 and gemma use NEOX rope and HF's order.
+QK_PERMUTED = ("llama", "olmo")
 
 _LAYER_NAMES = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
@@ -30,6 +33,18 @@ def _field(reader, key: str, default: Any = None) -> Any:
     return f.contents()
 
 
+def gguf_name(name: str) -> str | None:
+    """The llama.cpp name of an HF-named tensor (the inverse of hf_name)."""
+    top = {v: k for k, v in _TOP_NAMES.items()}
+    if name in top:
+        return top[name]
+    parts = name.split(".")
+    layer = {v: k for k, v in _LAYER_NAMES.items()}.get(".".join(parts[3:-1]))
+    if len(parts) >= 5 and parts[:2] == ["model", "layers"] and layer:
+        return f"blk.{parts[2]}.{layer}.{parts[-1]}"
+    return None
+
+
 def hf_name(gguf_name: str) -> str | None:
     if gguf_name in _TOP_NAMES:
         return _TOP_NAMES[gguf_name]
@@ -43,6 +58,12 @@ def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
     """Undo llama.cpp's q/k row permutation (interleaved rotary pairs back to HF's rotate_half)."""
     out, rest = w.shape[0], w.shape[1:]
     return w.reshape(n_heads, out // n_heads // 2, 2, *rest).swapaxes(1, 2).reshape(w.shape)
+
+
+def permute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """HF's rotate_half q/k rows (weights or biases) in llama.cpp's interleaved order."""
+    out, rest = w.shape[0], w.shape[1:]
+    return w.reshape(n_heads, 2, out // n_heads // 2, *rest).swapaxes(1, 2).reshape(w.shape)
 
 
 def gguf_config(path: str, reader=None) -> ModelConfig:
@@ -67,8 +88,19 @@ def gguf_config(path: str, reader=None) -> ModelConfig:
     if int(a("rope.dimension_count", head_dim)) != head_dim:
         raise UnsupportedConfigError(f"{path}: GGUF field {arch}.rope.dimension_count="
                                      f"{a('rope.dimension_count')} (partial rotary) is not supported")
+    if arch == "llama":  # llama.cpp's llama reads optional attention and MLP biases
+        family_kw = dict(attention_bias="blk.0.attn_q.bias" in names, mlp_bias="blk.0.ffn_gate.bias" in names)
+    elif arch == "qwen2":
+        family_kw = dict(qkv_bias=True)
+    elif arch == "olmo":  # non-parametric LayerNorm, optional clamp of q/k/v
+        clamp = a("attention.clamp_kqv")
+        family_kw = dict(norm_type="layernorm_nonparam", clip_qkv=None if clamp is None else float(clamp),
+                         norm_eps=float(a("attention.layer_norm_epsilon", 1e-5)))
+    else:  # gemma: (1 + w) RMSNorm, sqrt(hidden)-scaled embeddings, tanh GELU, tied head
+        family_kw = dict(norm_type="rmsnorm_plus_one", scale_embeddings=True, hidden_act="gelu_pytorch_tanh")
+    family_kw.setdefault("norm_eps", float(a("attention.layer_norm_rms_epsilon", 1e-6)))
     return ModelConfig(
-        family="llama" if arch == "llama" else "qwen2",
+        family=arch,
         vocab_size=int(vocab), hidden_size=hidden,
         intermediate_size=int(a("feed_forward_length")),
         num_hidden_layers=int(a("block_count")),
@@ -76,13 +108,12 @@ def gguf_config(path: str, reader=None) -> ModelConfig:
         num_key_value_heads=int(a("attention.head_count_kv", heads)),
         head_dim=head_dim,
         rope_theta=float(a("rope.freq_base", 10000.0)),
-        norm_eps=float(a("attention.layer_norm_rms_epsilon", 1e-6)),
-        qkv_bias=arch == "qwen2",
         tie_word_embeddings="output.weight" not in names,
         max_position_embeddings=int(a("context_length", 2048)),
         bos_token_id=_field(reader, "tokenizer.ggml.bos_token_id"),
         eos_token_id=_field(reader, "tokenizer.ggml.eos_token_id"),
         pad_token_id=_field(reader, "tokenizer.ggml.padding_token_id"),
+        **family_kw,
     )
 
 
@@ -105,37 +136,19 @@ def load_gguf(path: str, *, dtype: Any, param_dtype: Any) -> Transformer:
         t = tensors[name]
         w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
         w = w.reshape(tuple(int(x) for x in reversed(t.shape)))
-        if name.endswith("self_attn.q_proj.weight") and cfg.family == "llama":
+        if cfg.family in QK_PERMUTED and ".self_attn.q_proj." in name:
             w = unpermute_qk(w, cfg.num_attention_heads)
-        elif name.endswith("self_attn.k_proj.weight") and cfg.family == "llama":
+        elif cfg.family in QK_PERMUTED and ".self_attn.k_proj." in name:
             w = unpermute_qk(w, cfg.num_key_value_heads)
+        elif cfg.family == "gemma" and name.endswith("norm.weight"):
+            w = w - np.float32(1.0)  # llama.cpp's gemma files store 1 + w (convert_hf_to_gguf.py)
         return w
 
     return build_from_tensors(cfg, get, set(tensors), dtype=dtype, param_dtype=param_dtype, source=path)
 
 
 def gguf_tokenizer(path: str):
-    """A transformers tokenizer rebuilt from the GGUF metadata (vocab, merges, special tokens).
+    """The tokenizer the GGUF metadata describes (vocabulary, merges, special tokens, chat template)."""
+    from jaxft.models.tokenizer import Tokenizer
 
-    The rebuild reads the whole file (~10 s for 135M), so the result is cached on disk under
-    $JAXFT_CACHE (default ~/.cache/jaxft), keyed by the file's name, size and mtime.
-    """
-    import shutil
-    import tempfile
-
-    from transformers import AutoTokenizer
-
-    st = os.stat(path)
-    root = os.environ.get("JAXFT_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxft"))
-    cached = os.path.join(root, "gguf_tokenizers", f"{os.path.basename(path)}-{st.st_size}-{int(st.st_mtime)}")
-    if os.path.isfile(os.path.join(cached, "tokenizer.json")):
-        return AutoTokenizer.from_pretrained(cached)
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(os.path.abspath(path)), gguf_file=os.path.basename(path))
-    try:  # write beside, then rename: a killed run never leaves a half-written cache entry
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(cached))
-        tok.save_pretrained(tmp)
-        os.replace(tmp, cached)
-    except OSError:
-        shutil.rmtree(locals().get("tmp", ""), ignore_errors=True)
-    return tok
+    return Tokenizer.from_gguf(path)

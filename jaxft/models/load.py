@@ -45,12 +45,12 @@ def resolve_source(source: str) -> tuple[str, str]:
 
 
 def _dir_tokenizer(path: str):
-    from transformers import AutoTokenizer
+    from jaxft.models.tokenizer import Tokenizer
 
     names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
     if not any(os.path.isfile(os.path.join(path, n)) for n in names):
         return None  # e.g. tiny random test models saved without a tokenizer
-    return AutoTokenizer.from_pretrained(path)
+    return Tokenizer.from_dir(path)
 
 
 def load_model(source: str, dtype: Any = "float32", param_dtype: Any = "float32"):

@@ -17,7 +17,8 @@ from jaxft.models.config import ModelConfig
 
 Array = jax.Array
 _NEG = -1e30  # finite, so a fully masked (padding) row gives a uniform softmax, never NaN
-ATTENTION_IMPLS = ("xla", "dpa", "cudnn")
+ATTENTION_IMPLS = ("xla", "dpa", "cudnn", "chunked")
+ATTENTION_CHUNK = 512  # query rows per block of the "chunked" path
 
 
 class FusedMask(NamedTuple):
@@ -27,6 +28,35 @@ class FusedMask(NamedTuple):
 
     mask: Array | None
     impl: str
+
+
+class ChunkedBias(NamedTuple):
+    """The additive [b, s, t] bias, for attention computed ATTENTION_CHUNK query rows at a time."""
+
+    bias: Array
+
+
+def _scores_attention(q: Array, k: Array, v: Array, bias: Array) -> Array:
+    """Explicit scores: q [b, s, kv, g, d] (pre-scaled), k/v [b, t, kv, d], bias [b, s, t]."""
+    scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
+    probs = jax.nn.softmax(scores + bias[:, None, None, :, :], axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgst,btkd->bskgd", probs, v)
+
+
+def _chunked_attention(q: Array, k: Array, v: Array, bias: Array) -> Array:
+    """The same numbers as `_scores_attention`, one block of query rows at a time, each block
+    rematerialised in the backward pass: no [b, h, s, s] scores exist at once, only [b, h, chunk, s].
+    Every block sees all keys, so its softmax is complete: exact, not an online approximation."""
+    b, s = q.shape[:2]
+    chunk = min(ATTENTION_CHUNK, s)
+    if s % chunk:
+        return _scores_attention(q, k, v, bias)
+    n = s // chunk
+    qs = q.reshape(b, n, chunk, *q.shape[2:]).swapaxes(0, 1)
+    bs = bias.reshape(b, n, chunk, bias.shape[-1]).swapaxes(0, 1)
+    block = jax.checkpoint(lambda qb, bb: _scores_attention(qb, k, v, bb), prevent_cse=False)
+    out = jax.lax.map(lambda xs: block(*xs), (qs, bs))
+    return out.swapaxes(0, 1).reshape(q.shape)
 
 
 def _fold(rng: Array | None, i: int) -> Array | None:
@@ -157,10 +187,11 @@ class Attention(nnx.Module):
                 implementation=None if bias.impl == "dpa" else bias.impl)
             return self.o_proj(out.reshape(b, s, nh * d), _fold(rng, 3)), None
         q = q.reshape(b, s, kvh, nh // kvh, d) * jnp.asarray(d ** -0.5, q.dtype)
-        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
-        probs = jax.nn.softmax(scores + bias[:, None, None, :, :], axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(b, s, nh * d)
-        return self.o_proj(out, _fold(rng, 3)), None
+        if isinstance(bias, ChunkedBias):
+            out = _chunked_attention(q, k, v, bias.bias)
+        else:
+            out = _scores_attention(q, k, v, bias)
+        return self.o_proj(out.reshape(b, s, nh * d), _fold(rng, 3)), None
 
 
 class MLP(nnx.Module):
@@ -229,7 +260,8 @@ class Transformer(nnx.Module):
         self.scan_layers = scan_layers  # lax.scan over layers: compile time independent of depth
         self.remat = remat  # "none" | "full" | "dots": rematerialise each layer in the backward pass
         # "xla": explicit scores + additive bias (default, exact reference path); "dpa":
-        # jax.nn.dot_product_attention; "cudnn": its cuDNN flash kernel (GPU, bfloat16/float16 only).
+        # jax.nn.dot_product_attention; "cudnn": its cuDNN flash kernel (GPU, bfloat16/float16 only);
+        # "chunked": the explicit path a block of query rows at a time (no [b, h, s, s] scores; TPU).
         self.attention = "xla"
         self.model = Backbone(cfg, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
         if not cfg.tie_word_embeddings:
@@ -270,12 +302,14 @@ class Transformer(nnx.Module):
         allowed = causal[None, :, :] & (key_valid[:, None, :] > 0)
         if segment_ids is not None and cache is None:
             allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
-        if cache is None and self.attention != "xla":
-            if self.attention not in ATTENTION_IMPLS:
-                raise ValueError(f"attention={self.attention!r}; allowed: {ATTENTION_IMPLS}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention={self.attention!r}; allowed: {ATTENTION_IMPLS}")
+        if cache is None and self.attention in ("dpa", "cudnn"):
             bias = FusedMask(None if no_padding else allowed[:, None], self.attention)
         else:
             bias = jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)
+            if cache is None and self.attention == "chunked":
+                bias = ChunkedBias(bias)
 
         x = self.model.embed_tokens(input_ids, self.dtype)
         if cfg.scale_embeddings:
