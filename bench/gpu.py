@@ -150,6 +150,7 @@ def case_memory(a: dict) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     c = load_config_file(os.path.join(root, a["config"]))
     c.remat, c.scan_layers, c.global_batch_size, c.micro_batch_size = a["remat"], True, a["batch"], a["batch"]
+    c.attention = a["attention"]
     c.data.seq_len = a["seq"]
     c.mesh_shape.data, c.mesh_shape.fsdp = 1, 1
     s = mem.setup_from_config(c, 1)

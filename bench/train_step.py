@@ -5,7 +5,7 @@ float32 on CPU. Each row: warm-up steps, then the median of timed steps; jaxft's
 reported apart. Adapter dropout defaults to 0 on both sides: with dropout PEFT's DoRA recomputes
 W·dropout(x), a second full-size matmul per layer that any exact port must do too.
 
-    python bench/train_step.py [--warmup 1 --steps 3 --dropout 0.0 --only jaxft|torch]
+    python bench/train_step.py [--warmup 1 --steps 3 --dropout 0.0 --only jaxft|torch --loss-impl chunked|dense]
 
 Last line: `lora/full=X.XX dora/full=X.XX jaxft_lora/peft_lora=X.XX` (ratios of tokens/s; the
 first two within jaxft).
@@ -39,6 +39,8 @@ def parse_args():
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--only", choices=("jaxft", "torch"), default=None)
+    p.add_argument("--loss-impl", choices=("chunked", "dense"), default="chunked",
+                   help="jaxft's loss: fused LM head + cross-entropy in chunks, or the full logits")
     return p.parse_args()
 
 
@@ -83,7 +85,8 @@ def bench_jaxft(args, methods) -> dict[str, tuple[float, float, float]]:
                            dropout=args.dropout)
         graphdef, trainable, frozen = split_params(model, method)
         trainable = jax.tree.map(jnp.copy, trainable)  # donated by the step; keep the base intact
-        one, compile_s = compiled_train_step(graphdef, trainable, frozen, batch, args.dropout > 0 and method != "full")
+        one, compile_s = compiled_train_step(graphdef, trainable, frozen, batch, args.dropout > 0 and method != "full",
+                                             loss_impl=args.loss_impl)
         out[method] = (*timed(one, args.warmup, args.steps), compile_s)
         print(f"jaxft {method}: {out[method][0]:.2f}s/step (cpu {out[method][1]:.2f}s, compile {compile_s:.1f}s)",
               flush=True)
@@ -145,7 +148,7 @@ def main():
     if args.only != "jaxft":
         rows["torch+peft"] = bench_torch(args, methods)
     print(f"\nbatch {args.batch}x{args.seq} float32, dropout {args.dropout}, r={args.r}, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
+          f"jaxft loss {args.loss_impl}, median of {args.steps} steps after {args.warmup} warm-up")
     print(f"{'framework':<11} {'method':<6} {'s/step':>8} {'tokens/s':>9} {'cpu_s/step':>11} {'compile_s':>10}")
     tps = {}
     for fw, res in rows.items():

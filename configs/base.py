@@ -22,8 +22,12 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
     c.compute_dtype = "bfloat16"
     c.param_dtype = "float32"  # master weights
     c.scan_layers = True  # one lax.scan over layers: compile time independent of depth
-    c.remat = "none"  # none | full | dots: rematerialise layer activations in the backward pass
-    c.attention = "xla"  # xla (reference) | dpa (jax.nn.dot_product_attention) | cudnn (GPU flash, bf16)
+    c.remat = "auto"  # auto | none | full | dots: rematerialise layer activations in the backward pass
+    # (auto: none on CPU; on an accelerator none if the planner says it fits, else dots, else full)
+    c.attention = "auto"  # auto | xla (reference) | dpa (jax.nn.dot_product_attention) | cudnn (GPU flash,
+    # bf16) | chunked (query blocks, no [b,h,s,s] scores); auto: cudnn on GPU+bf16, chunked on TPU, else xla
+    c.loss_impl = "chunked"  # chunked (fused LM head + cross-entropy: no [tokens, vocab] logits) | dense
+    c.loss_chunk = 512  # chunked: tokens per device whose [chunk, vocab] logits exist at one time
 
     c.peft = ml_collections.ConfigDict(dict(
         r=8, alpha=32.0, dropout=0.05, rslora=False,

@@ -7,7 +7,10 @@ a training-run workdir (restored by `jaxft.train.checkpoint.restore_model`).
 The Hessian is that of the plain LM loss (every token) over --batches fixed batches of
 --batch_size x --seq_len tokens: GSM8K train problems with their solutions (--data=gsm8k, the
 default), a JSON Lines file (--data=PATH: `text`, or `question` + `answer` per row), or uniform
-random tokens (--data=random, for models without a tokenizer).
+random tokens (--data=random, for models without a tokenizer). It is computed in float32 whatever
+dtype a run trained in (a workdir is rebuilt with float32 compute; --dtype=bfloat16 overrides), and
+for DoRA with the norm ||W + sBA|| differentiated: the loss the model computes, not the detached
+surrogate training differentiates.
 """
 
 from __future__ import annotations
@@ -28,28 +31,29 @@ def is_training_workdir(src: str) -> bool:
     return check(src)
 
 
-def load_source(src: str, base: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) for a training workdir, HF dir, PEFT adapter dir, or any load_model source."""
+def load_source(src: str, base: str | None = None, dtype: str = "float32") -> tuple[Any, Any]:
+    """(model, tokenizer) for a training workdir, HF dir, PEFT adapter dir, or any load_model source,
+    computing in `dtype` (a workdir's own compute dtype is replaced)."""
     from jaxft.models import load_model
 
     if is_training_workdir(src):  # before the HF check: a workdir's config.json is the run's config
         from jaxft.train.restore import restore_model
 
-        model, tokenizer, _ = restore_model(src)
+        model, tokenizer, _ = restore_model(src, compute_dtype=dtype)
         return model, tokenizer
     if os.path.isdir(src) and os.path.isfile(os.path.join(src, "config.json")):
-        return load_model(src)
+        return load_model(src, dtype=dtype)
     if os.path.isdir(src) and os.path.isfile(os.path.join(src, "adapter_config.json")):
         if base is None:
             raise ConfigError(f"{src!r} is a PEFT adapter directory; name its base model with --base")
         from jaxft.peft.export import load_peft_adapter
 
-        model, tokenizer = load_model(base)
+        model, tokenizer = load_model(base, dtype=dtype)
         return load_peft_adapter(model, src), tokenizer
     if os.path.isdir(src):
         raise UnknownModelError(f"{src!r} is a directory without config.json (HF model), adapter_config.json "
                                 f"(PEFT adapter) or checkpoints/ + config.json (training workdir)")
-    return load_model(src)
+    return load_model(src, dtype=dtype)
 
 
 def workdir_base_model(workdir: str) -> Any:
@@ -76,7 +80,7 @@ def run_hessian(args) -> dict:
     from jaxft.analysis import hessian as H
     from jaxft.analysis import plots
 
-    model, tokenizer = load_source(args.checkpoint, args.base)
+    model, tokenizer = load_source(args.checkpoint, args.base, args.dtype)
     batches = _batches(args, model, tokenizer)
     problem = H.hessian_problem(model, batches, args.subset)
     timings = {}
@@ -86,6 +90,7 @@ def run_hessian(args) -> dict:
     timings["lanczos"] = time.perf_counter() - t0
     result = {
         "checkpoint": args.checkpoint, "subset": args.subset, "num_params": problem.num_params,
+        "compute_dtype": args.dtype,
         "loss": problem.loss(),
         "data": {"source": args.data, "batches": args.batches, "batch_size": args.batch_size,
                  "seq_len": args.seq_len, "loss_on": "all tokens"},
@@ -181,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hessian", parents=[common], help="top-k eigenvalues, trace and SLQ spectral density")
     h.add_argument("--k", type=int, default=5, help="number of top eigenvalues")
     h.add_argument("--subset", default="all", help="'all', 'adapters', or a regex over HF parameter names")
+    h.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="compute dtype of the analysed model, whatever the run trained in")
     h.add_argument("--data", default="gsm8k", help="'gsm8k', 'random' or a .jsonl path")
     h.add_argument("--batches", type=int, default=2)
     h.add_argument("--batch_size", type=int, default=4)

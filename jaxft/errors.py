@@ -23,3 +23,7 @@ class DataError(JaxftError):
 
 class ConfigError(JaxftError):
     """A bad experiment config key or value."""
+
+
+class CheckpointError(JaxftError):
+    """A checkpoint that cannot be written or read back: the message names the directory, step and file."""

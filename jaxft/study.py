@@ -35,18 +35,22 @@ def _train_config(study, model_key: str, method: str):
     return c
 
 
-def _eval_cell(study, model, tok, model_name: str, bench: str, shots: int, out: str, seed: int) -> dict:
+def _eval_cell(study, model, tok, model_name: str, bench: str, shots: int, out: str, seed: int,
+               identity: dict) -> dict:
     from jaxft.eval.runner import EvalSettings, evaluate
 
     settings = EvalSettings(task=bench, split="test", shots=shots, template=study.eval.template,
                             limit=study.eval.limits.get(bench) or None, batch_size=study.eval.batch_size,
                             max_new_tokens=study.eval.max_new_tokens, data_dir=study.data_dir or None, seed=seed)
-    return evaluate(model, tok, settings, output_dir=out, model_name=model_name, progress=study.progress)
+    # A cell killed mid-evaluation continues; one left by other settings or weights is redone.
+    return evaluate(model, tok, settings, output_dir=out, model_name=model_name, progress=study.progress,
+                    if_changed="restart", identity=identity)
 
 
 def run_study(study, workdir: str, *, log=print) -> list[dict]:
     """Run every missing cell of the grid; returns one record per cell (ran or skipped)."""
     from jaxft.models import load_model
+    from jaxft.train.config import weights_fingerprint
     from jaxft.train.loop import build_model, train
     from jaxft.train.restore import restore_model
 
@@ -75,6 +79,7 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
                 log(f"[study] {model_key}/{method}: all cells done, skipped")
                 continue
             c = _train_config(study, model_key, method if method in FINETUNES else "full")
+            identity = {"method": method, "config_sha256": weights_fingerprint(c)}  # before train() resolves c
             if method in BASELINES:
                 if c.model == "random":
                     model, tok = build_model(c)
@@ -91,7 +96,8 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
                 shots = 0
             for bench in todo:
                 t0 = time.time()
-                m = _eval_cell(study, model, tok, c.model, bench, shots, os.path.join(run_dir, "eval", bench), c.seed)
+                m = _eval_cell(study, model, tok, c.model, bench, shots, os.path.join(run_dir, "eval", bench), c.seed,
+                               identity)
                 log(f"[study] {model_key}/{method}/{bench}: exact match {m['exact_match']:.1f}% "
                     f"(n={m['n']}, {time.time() - t0:.0f}s)")
                 cells.append({"model": model_key, "method": method, "benchmark": bench, "status": "ran",

@@ -133,3 +133,55 @@ def build_runs(root: str, with_study: bool = True) -> str:
             "models": MODELS, "methods": METHODS, "benchmarks": BENCHMARKS,
             "sample_ids": STUDY_SAMPLE_IDS})
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Two model sizes, every method, two benchmarks, no holes: the grid of the cliff and cost
+# figures and of the side-by-side tables (tests/test_report_compare.py).
+# ---------------------------------------------------------------------------------------------
+
+SIZES = {"small": 1_000_000, "large": 4_000_000}  # total_params of Full FT
+# (model, method, benchmark) -> (correct, n)
+SIZE_COUNTS = {
+    ("small", "zero-shot", "gsm8k"): (4, 20), ("small", "5-shot", "gsm8k"): (6, 20),
+    ("small", "full", "gsm8k"): (2, 20), ("small", "lora", "gsm8k"): (5, 20),
+    ("small", "dora", "gsm8k"): (7, 20),
+    ("large", "zero-shot", "gsm8k"): (8, 20), ("large", "5-shot", "gsm8k"): (9, 20),
+    ("large", "full", "gsm8k"): (12, 20), ("large", "lora", "gsm8k"): (11, 20),
+    ("large", "dora", "gsm8k"): (10, 20),
+    ("small", "zero-shot", "svamp"): (3, 10), ("small", "5-shot", "svamp"): (3, 10),
+    ("small", "full", "svamp"): (1, 10), ("small", "lora", "svamp"): (4, 10),
+    ("small", "dora", "svamp"): (4, 10),
+    ("large", "zero-shot", "svamp"): (5, 10), ("large", "5-shot", "svamp"): (6, 10),
+    ("large", "full", "svamp"): (7, 10), ("large", "lora", "svamp"): (6, 10),
+    ("large", "dora", "svamp"): (6, 10),
+}
+# (model, method) -> (runtime_seconds, samples_per_second, device_count or None)
+SIZE_SUMMARIES = {
+    ("small", "full"): (1800.0, 10.0, None), ("small", "lora"): (900.0, 20.0, None),
+    ("small", "dora"): (1200.0, 15.0, None), ("large", "full"): (7200.0, 2.5, 2),
+    ("large", "lora"): (3600.0, 5.0, 2), ("large", "dora"): (5400.0, 10.0 / 3, 2),
+}
+SIZE_ADAPTER_PARAMS = {"full": 0, "lora": 20_000, "dora": 21_000}
+
+
+def build_size_runs(root: str) -> str:
+    """Write the two-size grid under `root` (eval cells and train summaries); returns `root`."""
+    for key, (correct, n) in SIZE_COUNTS.items():
+        model, method, bench = key
+        folder = os.path.join(root, model, method, "eval", bench)
+        _write_json(os.path.join(folder, "metrics.json"), {
+            "task": bench, "n": n, "correct": correct, "exact_match": 100.0 * correct / n})
+        _write_jsonl(os.path.join(folder, "predictions.jsonl"), _predictions(key, correct, n))
+    for (model, method), (runtime, sps, devices) in SIZE_SUMMARIES.items():
+        summary = {"runtime_seconds": runtime, "samples_per_second": sps,
+                   "tokens_per_second": sps * 512, "method": method,
+                   "trainable_params": SIZES[model] if method == "full"
+                   else SIZE_ADAPTER_PARAMS[method],
+                   "total_params": SIZES[model] + SIZE_ADAPTER_PARAMS[method]}
+        if devices is not None:
+            summary["device_count"] = devices
+        _write_json(os.path.join(root, model, method, "train", "summary.json"), summary)
+    _write_json(os.path.join(root, "study.json"), {
+        "models": list(SIZES), "methods": METHODS, "benchmarks": ["gsm8k", "svamp"]})
+    return root

@@ -295,13 +295,15 @@ def test_evaluation_excludes_ambiguous_rows(tmp_path, monkeypatch):
                                                                  data_dir=str(tmp_path))}
     generated = []
 
-    def fake_generate(model, tokenizer, prompts, decode, *, stats=None, on_finished=None):
+    def fake_generate(model, tokenizer, prompts, decode, *, stats=None, on_generations=None):
         """Answers each prompt with its training target (the solution a tuned model imitates)."""
         out = []
         for prompt in prompts:
             question = prompt.rsplit("Question: ", 1)[1].split("\nAnswer:")[0]
             generated.append(question)
-            out.append(types.SimpleNamespace(text=" " + by_question[question]))
+            out.append(types.SimpleNamespace(text=" " + by_question[question], token_ids=[0]))
+        if on_generations is not None:  # the runner collects finished rows through this callback
+            on_generations(dict(enumerate(out)))
         return out
 
     monkeypatch.setattr(runner, "generate", fake_generate)
@@ -325,8 +327,12 @@ def test_other_tasks_exclude_nothing(tmp_path, monkeypatch):
     os.makedirs(tmp_path / "gsm8k")
     with open(tmp_path / "gsm8k" / "test.jsonl", "w") as f:
         f.write(json.dumps({"question": "q", "answer": "1 + 1 = 2\n#### 2"}) + "\n")
-    monkeypatch.setattr(runner, "generate", lambda m, t, prompts, d, **k: [
-        types.SimpleNamespace(text=" The answer is 2.") for _ in prompts])
+    def fake_generate(model, tokenizer, prompts, decode, *, stats=None, on_generations=None):
+        out = [types.SimpleNamespace(text=" The answer is 2.", token_ids=[0]) for _ in prompts]
+        on_generations(dict(enumerate(out)))
+        return out
+
+    monkeypatch.setattr(runner, "generate", fake_generate)
     metrics = runner.evaluate(types.SimpleNamespace(dtype="float32"), None,
                               runner.EvalSettings(task="gsm8k", data_dir=str(tmp_path)), progress=False)
     assert metrics["excluded_ambiguous"] == 0 and metrics["n"] == 1 and metrics["correct"] == 1

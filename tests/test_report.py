@@ -227,7 +227,9 @@ def test_throughput_speedups(report):
 
 EXPECTED_FIGURES = ["loss_tiny-a.png", "grad_norm_tiny-a.png", "loss_tiny-b.png",
                     "grad_norm_tiny-b.png", "loss_tiny-c.png", "grad_norm_tiny-c.png",
-                    "exact_match_gsm8k.png", "exact_match_svamp.png", "exact_match_math.png"]
+                    "exact_match_gsm8k.png", "exact_match_svamp.png", "exact_match_math.png",
+                    "cliff_gsm8k.png", "cost_gsm8k.png", "cliff_svamp.png", "cost_svamp.png",
+                    "cliff_math.png", "cost_math.png"]
 
 
 def test_figures_are_valid_pngs(report):

@@ -129,8 +129,13 @@ def test_tensorboard_holds_every_scalar(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     w = str(tmp_path / "w")
-    run_train(w, "--config.total_steps=3", "--config.eval.final=true", "--config.eval.final_limit=2",
+    proc = run_train(w, "--config.total_steps=3", "--config.eval.final=true", "--config.eval.final_limit=2",
               "--config.eval.max_new_tokens=8")
+    # attention/remat "auto" resolved on this CPU before config.json is written, and said in the log
+    with open(os.path.join(w, "config.json")) as f:
+        written = json.load(f)
+    assert (written["attention"], written["remat"]) == ("xla", "none")
+    assert "attention=auto -> xla (cpu" in proc.stdout and "remat=auto -> none (cpu)" in proc.stdout
     acc = EventAccumulator(os.path.join(w, "tensorboard"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
@@ -184,7 +189,7 @@ def test_config_overrides_and_errors(tmp_path):
     proc = run_train(str(tmp_path / "bad"), "--config.method=prefix", check=False)
     assert proc.returncode == 2 and "full, lora, dora" in proc.stderr
     proc = run_train(str(tmp_path / "bad"), "--config.attention=flash", check=False)
-    assert proc.returncode == 2 and "config.attention='flash'; allowed: xla, dpa, cudnn" in proc.stderr
+    assert proc.returncode == 2 and "config.attention='flash'; allowed: auto, xla, dpa, cudnn, chunked" in proc.stderr
 
 
 @pytest.mark.parametrize("path", sorted(

@@ -3,7 +3,10 @@
 A vector is a pytree shaped like the analysed parameters (an `nnx.State`), so on a mesh it carries
 the parameters' sharding; `tree_dot`/`tree_axpy`/`tree_scale` are all the linear algebra done on it.
 The Hessian is that of the mean training loss (`jaxft.train.step.loss_fn`, dropout off) over a fixed
-list of equally shaped batches, with respect to a chosen subset of the parameters; all other
+list of equally shaped batches, with respect to a chosen subset of the parameters. It is the loss the
+model computes: DoRA layers differentiate their norm ||W + sBA|| here (`detach_norm` off), while
+training detaches it as PEFT does; through the detached graph forward-mode tangents stop too, and the
+HVP would be that of a surrogate whose norm is frozen at the evaluation point. All other
 parameters and the batches are constants of the differentiation (passed to the jitted HVP as
 arguments rather than captured, so XLA does not bake them into the program).
 
@@ -37,6 +40,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxft.errors import ConfigError
 from jaxft.models.params import path_name
+from jaxft.peft.adapters import DoRALinear
 from jaxft.train.step import loss_fn
 
 Vector = Any  # a pytree shaped like the analysed parameters
@@ -198,13 +202,23 @@ class HessianProblem:
         return float(self._mean(self._loss, jnp.zeros((), jnp.float32)))
 
 
+def with_true_loss(model: Any) -> Any:
+    """A view of `model` (sharing its arrays; `model` is left as it is) whose DoRA norms are differentiated."""
+    view = nnx.merge(*nnx.split(model))
+    for _, module in nnx.iter_modules(view):
+        if isinstance(module, DoRALinear):
+            module.detach_norm = False
+    return view
+
+
 def hessian_problem(model: Any, batches: Sequence[dict], subset: str = "all") -> HessianProblem:
-    """Split `model` into (analysed subset, constants) and bind the batches.
+    """Split `model` into (analysed subset, constants) and bind the batches; the loss is the model's
+    true loss (`with_true_loss`).
 
     batches: dicts with input_ids, targets, loss_mask (and optionally attention_mask), all the same
     shapes, as `jaxft.train.step.loss_fn` reads them.
     """
-    graphdef, params, frozen = nnx.split(model, param_filter(subset), ...)
+    graphdef, params, frozen = nnx.split(with_true_loss(model), param_filter(subset), ...)
     if not jax.tree.leaves(params):
         raise ConfigError(f"parameter subset {subset!r} selects no parameter of the model")
     return HessianProblem(graphdef, params, frozen, check_batches(batches), subset)

@@ -28,7 +28,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data_dir", default=None)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--output_dir", required=True)
+    ap.add_argument("--output_dir", required=True,
+                    help="a rerun with the same arguments continues an interrupted evaluation here")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="start over even if output_dir holds an evaluation with other arguments")
     args = ap.parse_args(argv)
     if args.batch_size < 1 or not 0 <= args.refill <= args.batch_size:
         ap.error(f"need batch_size >= 1 and 0 <= refill <= batch_size, got --batch_size={args.batch_size} "
@@ -42,7 +45,8 @@ def main(argv=None) -> int:
         settings = EvalSettings(task=args.task, split=args.split, shots=args.shots, template=args.template,
                                 limit=args.limit, batch_size=args.batch_size, refill=args.refill,
                                 max_new_tokens=args.max_new_tokens, data_dir=args.data_dir, seed=args.seed)
-        metrics = evaluate(model, tok, settings, output_dir=args.output_dir, model_name=args.model)
+        metrics = evaluate(model, tok, settings, output_dir=args.output_dir, model_name=args.model,
+                           overwrite=args.overwrite)
     except JaxftError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -267,9 +267,12 @@ def warm_up(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSettings
 
 def generate_ids(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSettings, *,
                  eos_ids: Sequence[int], pad_id: int, tokenizer=None, stats: GenerationStats | None = None,
-                 on_finished: Callable[[int], None] | None = None) -> list[tuple[list[int], str]]:
+                 on_finished: Callable[[int], None] | None = None,
+                 on_round: Callable[[dict[int, tuple[list[int], str]]], None] | None = None
+                 ) -> list[tuple[list[int], str]]:
     """Greedy continuation ids for each prompt (any order in, same order out). `on_finished(i)` is
-    called as prompt i's row completes (for progress bars)."""
+    called as prompt i's row completes (for progress bars); `on_round({i: (ids, reason)})` once per
+    decode round with the rows that completed in it (for writing results as they come)."""
     if not prompt_ids:
         return []
     t0 = time.perf_counter()
@@ -296,6 +299,7 @@ def generate_ids(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSet
                     text = tokenizer.decode(host_out[s, :count[s]], skip_special_tokens=True)
                     by_stop[s] = done[s] = _cut_at_stop(text, settings.stop_strings)[1]
             engine.slots["done"] = jnp.asarray(done)
+        finished = {}
         for s, i in enumerate(owner):
             if i < 0 or not done[s]:
                 continue
@@ -307,11 +311,14 @@ def generate_ids(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSet
             if reason == "length" and by_stop[s]:
                 reason = "stop_string"
             results[i], owner[s] = (row, reason), -1
+            finished[i] = results[i]
             engine.history[s] = 0
             if stats is not None:
                 stats.generated_tokens += len(row)
             if on_finished is not None:
                 on_finished(i)
+        if finished and on_round is not None:
+            on_round(finished)
         while settings.shrink and not queue:
             live = [s for s, o in enumerate(owner) if o >= 0]
             if not engine.halve(live):
@@ -326,8 +333,10 @@ def generate_ids(model, prompt_ids: Sequence[Sequence[int]], settings: DecodeSet
 
 def generate(model, tokenizer, prompts: Sequence[str], settings: DecodeSettings = DecodeSettings(), *,
              eos_ids: Sequence[int] | None = None, stats: GenerationStats | None = None,
-             on_finished: Callable[[int], None] | None = None) -> list[Generation]:
-    """Greedy completions of `prompts` with `model` (a jaxft Transformer, adapted or not)."""
+             on_finished: Callable[[int], None] | None = None,
+             on_generations: Callable[[dict[int, Generation]], None] | None = None) -> list[Generation]:
+    """Greedy completions of `prompts` with `model` (a jaxft Transformer, adapted or not).
+    `on_generations({i: Generation})` is called once per decode round with the prompts finished in it."""
     cfg = model.config
     if eos_ids is None:
         eos_ids = list(cfg.eos_token_ids)
@@ -335,13 +344,17 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: DecodeSettings 
             eos_ids.append(tokenizer.eos_token_id)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
     prompt_ids = [tokenizer(p)["input_ids"] for p in prompts]
-    raw = generate_ids(model, prompt_ids, settings, eos_ids=eos_ids, pad_id=pad_id, tokenizer=tokenizer,
-                       stats=stats, on_finished=on_finished)
-    gens = []
-    for prompt, (ids, reason) in zip(prompts, raw):
+
+    def to_generation(prompt: str, ids: list[int], reason: str) -> Generation:
         text = tokenizer.decode(ids, skip_special_tokens=True)
         text, stopped = _cut_at_stop(text, settings.stop_strings)
         if stopped and reason == "length":
             reason = "stop_string"
-        gens.append(Generation(prompt=prompt, text=text, token_ids=ids, finish_reason=reason))
-    return gens
+        return Generation(prompt=prompt, text=text, token_ids=ids, finish_reason=reason)
+
+    def on_round(rows):
+        on_generations({i: to_generation(prompts[i], ids, reason) for i, (ids, reason) in rows.items()})
+
+    raw = generate_ids(model, prompt_ids, settings, eos_ids=eos_ids, pad_id=pad_id, tokenizer=tokenizer,
+                       stats=stats, on_finished=on_finished, on_round=on_round if on_generations else None)
+    return [to_generation(prompt, ids, reason) for prompt, (ids, reason) in zip(prompts, raw)]

@@ -52,16 +52,15 @@ def init_lora_A(seed_key: Array, index: int, r: int, in_features: int) -> Array:
 
 @functools.partial(jax.jit, static_argnums=(3,))
 def dora_weight_norm(weight: Array, lora_A: Array, lora_B: Array, scaling: float) -> Array:
-    """Row norms ||W + s·B·A|| (float32) without building the [out, in] matrix B·A.
+    """Row norms ||W + s·B·A|| (at least float32) without building the [out, in] matrix B·A.
 
     ||W_i + s(BA)_i||² = ||W_i||² + 2s·Σ_j B_ij (W Aᵀ)_ij + s²·B_i (A Aᵀ) B_iᵀ, so the temporaries are
     W·Aᵀ [out, r] and A·Aᵀ [r, r]; work is O(out·in·r) and memory O(out·r) beyond W itself (the ||W||²
     term is a fused reduction). The expansion loses precision only if an adapter nearly cancels a
     weight row (W_i + s(BA)_i ≈ 0), which training does not reach.
     """
-    w = weight.astype(jnp.float32)
-    a = lora_A.astype(jnp.float32)
-    b = lora_B.astype(jnp.float32)
+    f = jnp.result_type(weight, lora_A, lora_B, jnp.float32)  # float32, or float64 under x64
+    w, a, b = weight.astype(f), lora_A.astype(f), lora_B.astype(f)
     wa = jnp.einsum("oi,ri->or", w, a, precision=_HI)
     gram = jnp.einsum("ri,qi->rq", a, a, precision=_HI)
     sq = (jnp.sum(w * w, axis=1) + 2.0 * scaling * jnp.sum(b * wa, axis=1)
@@ -138,7 +137,13 @@ class LoRALinear(Linear):
 
 
 class DoRALinear(LoRALinear):
-    """PEFT's DoRA: y = (m / ||W + sBA||)·(W x + s·B A x) + b, the norm detached from the gradient.
+    """PEFT's DoRA: y = (m / ||W + sBA||)·(W x + s·B A x) + b.
+
+    The scale m/||W + sBA|| stays near 1, where bfloat16's step is 2^-8..2^-7, so it is formed and
+    applied in float32 (as PEFT does under autocast) and only y is rounded to the compute dtype: a
+    magnitude change below 0.4% would otherwise vanish from the forward pass while its gradient keeps
+    pushing. `detach_norm` (True for training, DoRA §4.3 and PEFT) makes the norm a constant of the
+    gradient; the Hessian analysis turns it off to differentiate the loss the model really computes.
 
     With dropout active PEFT adds (m/n - 1)·W·dropout(x) + (m/n)·s·B A dropout(x) to the full base
     output, so one more W matmul on the dropped input is unavoidable; without dropout (eval, or p=0)
@@ -148,27 +153,32 @@ class DoRALinear(LoRALinear):
     def __init__(self, base: Linear, *, r: int, alpha: float, dropout: float, rslora: bool, key: Array,
                  index: int):
         super().__init__(base, r=r, alpha=alpha, dropout=dropout, rslora=rslora, key=key, index=index)
+        self.detach_norm = True
         if _abstract(self.weight.get_value()):
             self.lora_magnitude_vector = nnx.LoRAParam(jax.ShapeDtypeStruct((self.out_features,), ADAPTER_DTYPE))
         else:
             self.lora_magnitude_vector = nnx.LoRAParam(self.weight_norm())
 
     def weight_norm(self) -> Array:
-        """||W + s·B·A|| per output row, detached (DoRA §4.3): no tangents are even traced."""
-        w, a, b = (jax.lax.stop_gradient(v[...]) for v in (self.weight, self.lora_A, self.lora_B))
+        """||W + s·B·A|| per output row; with `detach_norm` no tangents are even traced through it."""
+        w, a, b = (v[...] for v in (self.weight, self.lora_A, self.lora_B))
+        if self.detach_norm:
+            w, a, b = (jax.lax.stop_gradient(v) for v in (w, a, b))
         return dora_weight_norm(w, a, b, self.scaling)
 
     def __call__(self, x: Array, rng: Array | None = None) -> Array:
         x = x.astype(self.dtype)
-        norm = self.weight_norm()
-        scale = (self.lora_magnitude_vector[...].astype(jnp.float32) / norm).astype(self.dtype)
+        f = jnp.promote_types(self.dtype, jnp.float32)
+        scale = self.lora_magnitude_vector[...].astype(f) / self.weight_norm().astype(f)
         if rng is not None and self.lora_dropout > 0.0:
             xd = dropout(x, rng, self.lora_dropout)
-            return self.base(x) + (scale - 1) * self.matmul(xd) + scale * self.lora_delta(xd)
-        y = scale * (self.matmul(x) + self.lora_delta(x))
+            y = (self.base(x).astype(f) + (scale - 1) * self.matmul(xd).astype(f)
+                 + scale * self.lora_delta(xd).astype(f))
+            return y.astype(self.dtype)
+        y = scale * (self.matmul(x).astype(f) + self.lora_delta(x).astype(f))
         if self.bias is not None:
-            y = y + self.bias[...].astype(self.dtype)
-        return y
+            y = y + self.bias[...].astype(f)
+        return y.astype(self.dtype)
 
 
 ADAPTERS = {"lora": LoRALinear, "dora": DoRALinear}

@@ -32,7 +32,7 @@ def method_color(method: str, methods: list[str]) -> str:
     return _EXTRA_COLORS[extra.index(method) % len(_EXTRA_COLORS)] if method in extra else "k"
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -106,7 +106,7 @@ def curve_png(runs: Runs, model: str, key: str, label: str) -> bytes | None:
     ax.grid(True, alpha=0.3)
     ax.legend(title="method")
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def exact_match_png(runs: Runs, bench: str, rows: list[dict[str, Any]]) -> bytes | None:
@@ -162,4 +162,4 @@ def exact_match_png(runs: Runs, bench: str, rows: list[dict[str, Any]]) -> bytes
     # Outside the axes: bars can reach 100% and must never hide behind the legend.
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)

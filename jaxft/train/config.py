@@ -92,6 +92,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.global_batch_size={c.global_batch_size} must be positive")
     if c.compute_dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"config.compute_dtype={c.compute_dtype!r}; allowed: float32, bfloat16")
+    from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings
+
+    check_loss_settings(c.get("loss_impl", "chunked"), c.get("loss_chunk", DEFAULT_CHUNK))
 
 
 def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, dict]:
@@ -122,3 +125,12 @@ def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, dict]:
 
 def config_to_json(c: ml_collections.ConfigDict) -> str:
     return json.dumps(c.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def weights_fingerprint(c: ml_collections.ConfigDict) -> str:
+    """sha256 of the config without its eval settings: what decides the trained weights (an evaluation
+    output resumes only over the same weights)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps({k: v for k, v in c.to_dict().items() if k != "eval"}, sort_keys=True,
+                                     default=list).encode("utf-8")).hexdigest()

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxft.errors import ConfigError, JaxftError
+from jaxft.errors import JaxftError
 from jaxft.train import checkpoint as ckpt_lib
 from jaxft.train import sharding as shard_lib
 from jaxft.train.telemetry import MetricsLog, device_peak_flops, train_flops_per_token
@@ -29,8 +29,8 @@ def build_model(c) -> tuple[Any, Any]:
     """Base model (+ adapters for lora/dora) and tokenizer for a config."""
     from jaxft.models import ModelConfig, Transformer, load_model, load_tokenizer
     from jaxft.models.load import as_dtype
-    from jaxft.models.transformer import ATTENTION_IMPLS
     from jaxft.peft import apply_peft
+    from jaxft.train.auto import resolve_for_this_host
 
     dtype, pdtype = as_dtype(c.compute_dtype), as_dtype(c.param_dtype)
     if c.model == "random":
@@ -41,9 +41,9 @@ def build_model(c) -> tuple[Any, Any]:
         model, tok = load_model(c.model, dtype=dtype, param_dtype=pdtype)
         if c.tokenizer:
             tok = load_tokenizer(c.tokenizer)
+    if "auto" in (c.attention, c.remat):
+        resolve_for_this_host(c)
     model.scan_layers, model.remat = bool(c.scan_layers), str(c.remat)
-    if c.attention not in ATTENTION_IMPLS:
-        raise ConfigError(f"config.attention={c.attention!r}; allowed: {', '.join(ATTENTION_IMPLS)}")
     model.attention = str(c.attention)
     if c.method != "full":
         model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
@@ -81,9 +81,13 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     from jaxft.peft import split_params
     from jaxft.train.config import config_to_json
     from jaxft.train.optim import make_optimizer
+    from jaxft.train.auto import resolve_for_this_host
     from jaxft.train.step import make_train_step
 
     lead = jax.process_index() == 0
+    for line in resolve_for_this_host(c):  # before config.json: the workdir records what ran
+        if lead:
+            print(line, flush=True)
     os.makedirs(workdir, exist_ok=True)
     if lead:
         tmp = os.path.join(workdir, "config.json.tmp")
@@ -122,7 +126,8 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     o_shard = shard_lib.param_shardings(mesh, jax.eval_shape(optimizer.init, trainable))
     opt_state = jax.jit(optimizer.init, out_shardings=o_shard)(trainable)
     b_shard = shard_lib.batch_sharding(mesh, accumulated=accum > 1)
-    step_fn = make_train_step(graphdef, optimizer, accum_steps=accum,
+    step_fn = make_train_step(graphdef, optimizer, accum_steps=accum, loss_impl=c.loss_impl,
+                              loss_chunk=c.loss_chunk, batch_shards=shards,
                               in_shardings=(t_shard, f_shard, o_shard, b_shard, shard_lib.replicated(mesh)),
                               out_shardings=(t_shard, o_shard, shard_lib.replicated(mesh)))
 
@@ -132,13 +137,16 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     data_iter = iter(dataset)
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=c.keep_checkpoints)
     start = 0
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        trainable, opt_state, meta = checkpointer.restore(latest, ckpt_lib.abstract_like(trainable),
-                                                          ckpt_lib.abstract_like(opt_state))
-        data_iter.set_state(checkpointer.read_data_state(latest))
-        start = latest
+    # The newest checkpoint that verifies; broken newer ones are moved aside and their steps redone.
+    restored = checkpointer.restore_newest_readable(
+        ckpt_lib.abstract_like(trainable), ckpt_lib.abstract_like(opt_state),
+        log=(lambda line: print(line, flush=True)) if lead else (lambda line: None))
+    if restored is not None:
+        trainable, opt_state, start = restored.trainable, restored.opt_state, restored.step
+        data_iter.set_state(restored.data_state)
     log = MetricsLog(workdir, resume_step=start, enabled=lead)
+    for event in restored.skipped if restored is not None else ():
+        log.event(event)
     if lead:
         _write_json(os.path.join(workdir, "data_stats.json"), {
             "examples": tokset.num_examples, "kept": len(tokset.records),
@@ -193,7 +201,7 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
             row["examples"] = ids
         log.write(row)
         bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.4f}")
+        bar.set_postfix(loss=f"{row['loss']:.4f}", tokens_per_s=f"{row['tokens_per_second']:.0f}")
         if nonfinite_run >= c.max_consecutive_nonfinite:
             raise NonFiniteError(f"{nonfinite_run} consecutive steps with a non-finite loss or gradient "
                                  f"(last at step {step}); the last good checkpoint is kept in {workdir}")
@@ -244,14 +252,16 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
                "total_params": int(sum(np.prod(x.shape) for x in jax.tree.leaves((trainable, frozen)))),
                "interrupted": bool(stop["sigterm"])}
     if c.eval.final and not stop["sigterm"]:
-        summary["final_eval"] = run_eval(c, graphdef, trainable, frozen, tok, log, total_steps, workdir, final=True)
+        summary["final_eval"] = run_eval(c, graphdef, trainable, frozen, tok, log, total_steps, workdir, final=True,
+                                         progress=progress and lead)
     if lead:
         _write_json(os.path.join(workdir, "summary.json"), summary)
     log.close()
     return summary
 
 
-def run_eval(c, graphdef, trainable, frozen, tok, log, step: int, workdir: str, *, final: bool) -> dict:
+def run_eval(c, graphdef, trainable, frozen, tok, log, step: int, workdir: str, *, final: bool,
+             progress: bool = False) -> dict:
     from jaxft.eval.runner import EvalSettings, evaluate
 
     model = nnx.merge(graphdef, trainable, frozen)
@@ -259,8 +269,12 @@ def run_eval(c, graphdef, trainable, frozen, tok, log, step: int, workdir: str, 
                             limit=c.eval.final_limit if final else c.eval.limit, batch_size=c.eval.batch_size,
                             max_new_tokens=c.eval.max_new_tokens, data_dir=c.data.data_dir or None, seed=c.seed)
     out = os.path.join(workdir, "eval", c.eval.task if final else f"{c.eval.task}_step{step}")
-    metrics = evaluate(model, tok, settings, output_dir=out if jax.process_index() == 0 else None,
-                       model_name=c.model, progress=False)
+    from jaxft.train.config import weights_fingerprint
+
+    # Resumes an evaluation this run was killed in; one of other weights or settings is redone.
+    metrics = evaluate(model, tok, settings, output_dir=out, write=jax.process_index() == 0, model_name=c.model,
+                       progress=progress, if_changed="restart",
+                       identity={"config_sha256": weights_fingerprint(c), "step": step})
     log.scalars({"step": step, "exact_match": metrics["exact_match"], "n": metrics["n"],
                  "tokens_per_second": metrics["tokens_per_second"]}, prefix="eval_final" if final else "eval")
     return {k: metrics[k] for k in ("task", "n", "correct", "exact_match", "ci95")}

@@ -25,7 +25,10 @@ h/q/kv/i = hidden, query (heads*head_dim), key-value and MLP widths, nh = query 
                 remat "full"/"dots" also hold one layer's "none" activations while it is recomputed.
                 remat without scan_layers is counted as none: unrolled, the recomputations do not
                 depend on the backward pass, and XLA may schedule them early (on CPU it does).
-  logits        2*b*s*vocab*4: float32 logits and their softmax / gradient
+  logits        loss_impl "dense": 2*b*s*vocab*4: all tokens' float32 logits and their gradient
+                loss_impl "chunked" (jaxft.train.lm_head_loss): one chunk's, 2*b*sc*vocab*4 with sc
+                  positions per row (b*sc ~ loss_chunk tokens), + vocab*h*4 when the head is trained:
+                  the float32 head gradient summed over chunks
   peak          parameters + optimizer + max(backward, update), where
                   backward = gradients + accumulator + scan stack + fsdp gather + activations
                              + max(logits, one layer's working set while it is recomputed)
@@ -51,7 +54,10 @@ HEADROOM = 0.10  # allocator fragmentation, XLA scratch, the runtime itself
 # HBM per device as JAX sees it; for v4/v5p the "-N" in the name counts TensorCores (2 per chip,
 # one JAX device per chip), for v5e/v6e it counts chips.
 ACCELERATORS = {"v5e": (16, 1), "v5litepod": (16, 1), "v6e": (32, 1), "v4": (32, 2), "v5p": (95, 2)}
-GPUS = {"h100": 80, "h200": 141, "a100": 80, "a100_40g": 40}
+# GiB per GPU; the 24/16 GB consumer and inference cards are where PEFT is said to make the
+# difference (the study, section 6.3), so the planner knows them too.
+GPUS = {"h100": 80, "h200": 141, "a100": 80, "a100_40g": 40, "rtx4090": 24, "rtx3090": 24, "l4": 24,
+        "a10g": 24, "t4": 16}
 REMATS = ("none", "dots", "full")
 
 
@@ -71,7 +77,7 @@ def _host_memory() -> int:
 
 
 def parse_devices(spec: str) -> Hardware:
-    """'v5e-8', 'v4-8', 'v5p-8', 'h100x8', 'a100x8', 'cpu', 'cpux8' (host memory shared evenly)."""
+    """'v5e-8', 'v4-8', 'v5p-8', 'h100x8', 'rtx4090x1', 'cpu', 'cpux8' (host memory shared evenly)."""
     s = spec.lower()
     if m := re.fullmatch(r"(v5e|v5litepod|v6e|v4|v5p)-(\d+)", s):
         gib, cores_per_chip = ACCELERATORS[m[1]]
@@ -79,12 +85,15 @@ def parse_devices(spec: str) -> Hardware:
         if n < 1 or int(m[2]) % cores_per_chip:
             raise ConfigError(f"--devices={spec}: {m[1]} slices come in multiples of {cores_per_chip} cores")
         return Hardware(spec, n, gib * GiB)
-    if m := re.fullmatch(r"(h100|h200|a100|a100_40g)(?:x(\d+))?", s):
+    if m := re.fullmatch(r"(" + "|".join(GPUS) + r")(?:x(\d+))?", s):
+        if int(m[2] or 1) < 1:
+            raise ConfigError(f"--devices={spec}: at least one GPU")
         return Hardware(spec, int(m[2] or 1), GPUS[m[1]] * GiB)
     if m := re.fullmatch(r"cpu(?:x(\d+))?", s):
         n = int(m[1] or 1)
         return Hardware(spec, n, _host_memory() // n)
-    raise ConfigError(f"--devices={spec!r}: expected one of v5e-N, v6e-N, v4-N, v5p-N, h100xN, h200xN, a100xN, "
+    raise ConfigError(f"--devices={spec!r}: expected one of v5e-N, v6e-N, v4-N, v5p-N, "
+                      f"{', '.join(g + 'xN' for g in GPUS)}, "
                       f"cpu or cpuxN")
 
 
@@ -129,6 +138,7 @@ class Setup:
     data: int
     fsdp: int
     remat: str
+    attention: str  # resolved (jaxft.train.auto): xla/dpa hold [b, h, s, s] scores, cudnn/chunked do not
     scan: bool
     c_bytes: int  # compute dtype
     p_bytes: int  # parameter storage dtype
@@ -144,6 +154,9 @@ class Setup:
     dropout: float
     n_params: int
     n_trainable: int
+    loss_impl: str = "dense"  # "chunked" only when the head is a plain matrix (no adapter on lm_head)
+    loss_chunk: int = 0  # tokens per device per chunk of the chunked loss
+    head_grad: int = 0  # bytes of the chunked loss's float32 head-gradient accumulator (0: head frozen)
 
 
 def _sharded_bytes(tree: Any, fsdp: int) -> int:
@@ -167,10 +180,14 @@ def setup_from_config(c, n_devices: int) -> Setup:
     from jaxft.models.params import abstract_model
     from jaxft.peft import apply_peft, split_params
     from jaxft.peft.apply import adapted_layers
+    from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings
     from jaxft.train.optim import make_optimizer
 
     if str(c.remat) not in REMATS:
-        raise ConfigError(f"config.remat={c.remat!r}; allowed: {', '.join(REMATS)}")
+        raise ConfigError(f"config.remat={c.remat!r}; allowed: {', '.join(REMATS)} (resolve 'auto' first: "
+                          f"jaxft.train.auto.resolve)")
+    if str(c.attention) == "auto":
+        raise ConfigError("config.attention='auto' must be resolved first (jaxft.train.auto.resolve)")
     cfg = model_config(c)
     data, fsdp = resolve_mesh(dict(c.mesh_shape), n_devices)
     shards = data * fsdp
@@ -183,7 +200,14 @@ def setup_from_config(c, n_devices: int) -> Setup:
     if c.method != "full":
         model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
                            dropout=c.peft.dropout, rslora=c.peft.rslora)
-    adapters = [m for n, m in adapted_layers(model).items() if n.startswith("model.layers.0.")]
+    adapted = adapted_layers(model)
+    adapters = [m for n, m in adapted.items() if n.startswith("model.layers.0.")]
+    loss_impl, loss_chunk = str(c.get("loss_impl", "chunked")), c.get("loss_chunk", DEFAULT_CHUNK)
+    check_loss_settings(loss_impl, loss_chunk)
+    if "lm_head" in adapted:  # an adapted head takes the dense path (jaxft.train.step.loss_sum)
+        loss_impl = "dense"
+    head = (cfg.vocab_size, cfg.hidden_size)
+    head_trained = c.method == "full" and loss_impl == "chunked"
     _, trainable, frozen = split_params(model, c.method)
     opt = make_optimizer(0.0, weight_decay=c.optim.weight_decay, grad_clip=c.optim.grad_clip)
     opt_state = jax.eval_shape(opt.init, trainable)
@@ -197,6 +221,7 @@ def setup_from_config(c, n_devices: int) -> Setup:
     return Setup(
         cfg=cfg, method=c.method, seq=c.data.seq_len, micro_batch=micro_global // shards,
         accum=c.global_batch_size // micro_global, data=data, fsdp=fsdp, remat=str(c.remat),
+        attention=str(c.attention),
         scan=bool(c.scan_layers), c_bytes=np.dtype(cdtype).itemsize, p_bytes=np.dtype(pdtype).itemsize,
         params=_sharded_bytes((trainable, frozen), fsdp), trainable=_sharded_bytes(trainable, fsdp),
         optimizer=_sharded_bytes(opt_state, fsdp), layer_weights=_sharded_bytes(layers_all, fsdp),
@@ -205,7 +230,9 @@ def setup_from_config(c, n_devices: int) -> Setup:
         lora_inputs=sum(a.in_features for a in adapters),
         dora_weights=sum(a.in_features * a.out_features for a in adapters) if c.method == "dora" else 0,
         dropout=float(c.peft.dropout) if c.method != "full" else 0.0,
-        n_params=count(jax.tree.leaves((trainable, frozen))), n_trainable=count(jax.tree.leaves(trainable)))
+        n_params=count(jax.tree.leaves((trainable, frozen))), n_trainable=count(jax.tree.leaves(trainable)),
+        loss_impl=loss_impl, loss_chunk=loss_chunk,
+        head_grad=_sharded_bytes([jax.ShapeDtypeStruct(head, np.float32)], fsdp) if head_trained else 0)
 
 
 def _layer_token_bytes(s: Setup) -> int:
@@ -213,11 +240,22 @@ def _layer_token_bytes(s: Setup) -> int:
     cfg, c = s.cfg, s.c_bytes
     h, i = cfg.hidden_size, cfg.intermediate_size
     q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
-    n = 4 * h * 4 + 4 * h * c + (2 * q + 2 * kv + 6 * i) * c + cfg.num_attention_heads * s.seq * (4 + c)
+    n = 4 * h * 4 + 4 * h * c + (2 * q + 2 * kv + 6 * i) * c
+    if s.attention in ("xla", "dpa"):  # the explicit float32 scores and the probabilities
+        n += cfg.num_attention_heads * s.seq * (4 + c)
     n += s.lora_rank_sum * c
     if s.dropout > 0:
         n += s.lora_inputs * (c + 1)  # the dropped input and its keep-mask
     return n
+
+
+def _logits_bytes(s: Setup, b: int) -> int:
+    """Float32 logits and their gradient: all tokens' (dense), or one chunk's (chunked)."""
+    from jaxft.train.lm_head_loss import chunk_positions
+
+    if s.loss_impl != "chunked":
+        return 2 * b * s.seq * s.cfg.vocab_size * 4
+    return 2 * b * chunk_positions(b, s.seq, s.loss_chunk) * s.cfg.vocab_size * 4 + s.head_grad
 
 
 def estimate(s: Setup, batch: int | None = None, remat: str | None = None) -> dict[str, int]:
@@ -247,7 +285,7 @@ def estimate(s: Setup, batch: int | None = None, remat: str | None = None) -> di
         "scan_stack": s.layer_weights if s.scan and L > 1 else 0,
         "fsdp_gather": (s.one_layer * c + s.one_layer_trainable * s.p_bytes) if s.fsdp > 1 else 0,
         "activations": saved,
-        "logits": 2 * tokens * cfg.vocab_size * 4,
+        "logits": _logits_bytes(s, b),
         "recompute": working,
         "batch": tokens * 20 * max(s.accum, 1),  # input_ids, targets, positions, segment_ids, loss_mask
     }

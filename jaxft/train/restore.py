@@ -8,7 +8,7 @@ import os
 import jax
 import ml_collections
 
-from jaxft.errors import ConfigError
+from jaxft.errors import CheckpointError, ConfigError
 from jaxft.train import checkpoint as ckpt_lib
 
 
@@ -25,14 +25,19 @@ def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def restore_model(workdir: str, step: int | None = None):
-    """(model with trained parameters, tokenizer, config); LoRA/DoRA models keep their adapters."""
+def restore_model(workdir: str, step: int | None = None, compute_dtype: str | None = None):
+    """(model with trained parameters, tokenizer, config); LoRA/DoRA models keep their adapters.
+
+    `compute_dtype` replaces the run's (analysis rebuilds bfloat16 runs in float32); parameters load as saved.
+    """
     from flax import nnx
 
     from jaxft.peft import split_params
     from jaxft.train.loop import build_model
 
     c = read_workdir_config(workdir)
+    if compute_dtype is not None:
+        c.compute_dtype = compute_dtype
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     step = checkpointer.latest_step() if step is None else step
     if step is None:
@@ -41,7 +46,14 @@ def restore_model(workdir: str, step: int | None = None):
         raise ConfigError(f"{workdir}: no checkpoint of step {step}; saved steps: {list(checkpointer.manager.all_steps())}")
     model, tok = build_model(c)
     graphdef, trainable, frozen = split_params(model, c.method)
-    trainable, _, _ = checkpointer.restore(step, ckpt_lib.abstract_like(trainable))
-    checkpointer.close()
+    try:
+        trainable, _, _, _ = checkpointer.restore_checked(step, ckpt_lib.abstract_like(trainable))
+    except ckpt_lib.UnreadableCheckpoint as e:
+        others = [s for s in checkpointer.manager.all_steps() if s != step]
+        raise CheckpointError(f"{workdir}: {e}" + (f"; other saved steps: {others} (pass one as the step, or "
+                                                   f"rerun training here to fall back and redo the rest)"
+                                                   if others else "")) from e
+    finally:
+        checkpointer.close()
     trainable = jax.device_get(trainable)
     return nnx.merge(graphdef, trainable, frozen), tok, c

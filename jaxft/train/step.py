@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+
+from jaxft.models.transformer import Linear
+from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings, lm_head_cross_entropy_sum
 
 Array = jax.Array
 
@@ -18,7 +22,8 @@ def cross_entropy_sum(logits: Array, targets: Array, loss_mask: Array) -> tuple[
     logz = jax.nn.logsumexp(logits, axis=-1)
     picked = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
     mask = loss_mask.astype(jnp.float32)
-    return jnp.sum(mask * (logz - picked)), jnp.sum(mask)
+    # where, not a bare product: a masked target past the vocabulary gathers NaN, and 0 * NaN is NaN.
+    return jnp.sum(jnp.where(mask != 0, mask * (logz - picked), 0.0)), jnp.sum(mask)
 
 
 def masked_cross_entropy(logits: Array, targets: Array, loss_mask: Array) -> Array:
@@ -27,43 +32,75 @@ def masked_cross_entropy(logits: Array, targets: Array, loss_mask: Array) -> Arr
     return total / jnp.maximum(count, 1.0)
 
 
-def _logits(trainable, frozen, graphdef, batch, dropout_rng):
+def _model_inputs(batch: dict) -> dict:
+    return dict(positions=batch.get("positions"), segment_ids=batch.get("segment_ids"))
+
+
+def _head_weight(model) -> Array | None:
+    """The [vocab, hidden] head matrix, or None when the head is an adapter (LoRA/DoRA on lm_head):
+    its output is no plain product with one matrix, so that model takes the dense path."""
+    if model.config.tie_word_embeddings:
+        return model.model.embed_tokens.weight[...]
+    return model.lm_head.weight[...] if type(model.lm_head) is Linear else None
+
+
+def loss_sum(trainable: nnx.State, frozen: nnx.State, graphdef: nnx.GraphDef, batch: dict,
+             dropout_rng: Array | None, *, impl: str = "chunked", chunk: int = DEFAULT_CHUNK,
+             batch_shards: int = 1) -> tuple[Array, Array]:
+    """(sum(mask · CE), sum(mask)) of the model on `batch`.
+
+    impl "chunked": the fused LM head + cross-entropy (`lm_head_loss`), `chunk` tokens per device at a
+    time; "dense": the model's full logits, then `cross_entropy_sum` (the reference).
+    """
+    check_loss_settings(impl, chunk)
     model = nnx.merge(graphdef, trainable, frozen)
-    return model(batch["input_ids"], batch.get("attention_mask"), positions=batch.get("positions"),
-                 segment_ids=batch.get("segment_ids"), dropout_rng=dropout_rng)
+    args = (batch["input_ids"], batch.get("attention_mask"))
+    weight = _head_weight(model) if impl == "chunked" else None
+    if weight is None:
+        logits = model(*args, **_model_inputs(batch), dropout_rng=dropout_rng)
+        return cross_entropy_sum(logits, batch["targets"], batch["loss_mask"])
+    hidden = model(*args, **_model_inputs(batch), dropout_rng=dropout_rng, return_hidden=True)
+    return lm_head_cross_entropy_sum(hidden, weight, batch["targets"], batch["loss_mask"], chunk=chunk,
+                                     batch_shards=batch_shards)
 
 
 def loss_fn(trainable: nnx.State, frozen: nnx.State, graphdef: nnx.GraphDef, batch: dict,
-            dropout_rng: Array | None) -> Array:
-    """batch: input_ids, targets [b, s] int32, loss_mask [b, s] float; optional attention_mask, or
-    segment_ids + positions for packed rows.
+            dropout_rng: Array | None, *, impl: str = "chunked", chunk: int = DEFAULT_CHUNK,
+            batch_shards: int = 1) -> Array:
+    """The mean masked next-token loss: sum(mask · CE) / max(sum(mask), 1), in float32.
 
-    targets[:, t] is the token to predict at position t (usually input_ids[:, t + 1]).
+    batch: input_ids, targets [b, s] int32, loss_mask [b, s] float; optional attention_mask, or
+    segment_ids + positions for packed rows. targets[:, t] is the token to predict at position t
+    (usually input_ids[:, t + 1]). impl/chunk/batch_shards: see `loss_sum`.
     """
-    logits = _logits(trainable, frozen, graphdef, batch, dropout_rng)
-    return masked_cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    total, count = loss_sum(trainable, frozen, graphdef, batch, dropout_rng, impl=impl, chunk=chunk,
+                            batch_shards=batch_shards)
+    return total / jnp.maximum(count, 1.0)
 
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *, accum_steps: int = 1,
-                    in_shardings: Any = None, out_shardings: Any = None) -> Callable:
+                    in_shardings: Any = None, out_shardings: Any = None, loss_impl: str = "chunked",
+                    loss_chunk: int = DEFAULT_CHUNK, batch_shards: int = 1) -> Callable:
     """jit(step)(trainable, frozen, opt_state, batch, rng) -> (trainable, opt_state, metrics).
 
     Only `trainable` is differentiated, so frozen weights get no gradient buffers; `trainable` and
     `opt_state` are donated. `rng=None` turns dropout off. With `accum_steps` > 1 every batch leaf is
     [accum_steps, micro, ...] and gradients are summed over a scan: the objective is the same token
     mean as one big batch. A non-finite loss or gradient leaves parameters and optimizer state as
-    they were (metrics["finite"] is False).
+    they were (metrics["finite"] is False). loss_impl/loss_chunk/batch_shards: see `loss_sum`
+    (batch_shards: how many devices split the batch axis, so a chunk is `loss_chunk` tokens per device).
     """
+    check_loss_settings(loss_impl, loss_chunk)
+    loss_kw = dict(impl=loss_impl, chunk=loss_chunk, batch_shards=batch_shards)
 
     def grads_one(trainable, frozen, batch, rng):
-        return jax.value_and_grad(loss_fn)(trainable, frozen, graphdef, batch, rng)
+        return jax.value_and_grad(partial(loss_fn, **loss_kw))(trainable, frozen, graphdef, batch, rng)
 
     def grads_accumulated(trainable, frozen, batch, rng):
         count = jnp.maximum(jnp.sum(batch["loss_mask"].astype(jnp.float32)), 1.0)
 
         def micro_loss(params, micro, key):
-            logits = _logits(params, frozen, graphdef, micro, key)
-            return cross_entropy_sum(logits, micro["targets"], micro["loss_mask"])[0] / count
+            return loss_sum(params, frozen, graphdef, micro, key, **loss_kw)[0] / count
 
         def body(carry, xs):
             loss_acc, grad_acc = carry

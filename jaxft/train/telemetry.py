@@ -67,6 +67,12 @@ class MetricsLog:
             f.write(json.dumps(row) + "\n")
         self.scalars(row, prefix)
 
+    def event(self, row: dict[str, Any]) -> None:
+        """A line that is no step's metrics (e.g. an unreadable checkpoint skipped); no TensorBoard scalars."""
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
     def scalars(self, row: dict[str, Any], prefix: str) -> None:
         if not self.enabled:
             return
