@@ -17,9 +17,6 @@ import argparse
 import os
 import time
 
-import jax
-import jax.numpy as jnp
-
 from common import machine_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,31 +54,11 @@ def make_config(a, loss_impl: str):
 
 def compiled_memory(c) -> tuple[dict, float]:
     """memory_analysis of the train step as the loop builds it, on abstract weights; (bytes, compile s)."""
-    from jaxft.models.load import as_dtype
-    from jaxft.models.params import abstract_model
-    from jaxft.peft import apply_peft, split_params
-    from jaxft.train.memory import model_config
-    from jaxft.train.optim import make_optimizer
-    from jaxft.train.step import make_train_step
+    from jaxft.train.memory import compiled_memory as compiled
 
-    model = abstract_model(model_config(c), as_dtype(c.compute_dtype), as_dtype(c.param_dtype))
-    model.scan_layers, model.remat, model.attention = c.scan_layers, c.remat, c.attention
-    if c.method != "full":
-        model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
-                           dropout=c.peft.dropout)
-    graphdef, trainable, frozen = split_params(model, c.method)
-    optimizer = make_optimizer(1e-5)
-    opt_state = jax.eval_shape(optimizer.init, trainable)
-    shape = (c.global_batch_size, c.data.seq_len)
-    batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in ("input_ids", "targets", "positions", "segment_ids")}
-    batch["loss_mask"] = jax.ShapeDtypeStruct(shape, jnp.float32)
-    step = make_train_step(graphdef, optimizer, loss_impl=c.loss_impl, loss_chunk=c.loss_chunk)
     t = time.perf_counter()
-    m = step.lower(trainable, frozen, opt_state, batch, None).compile().memory_analysis()
-    seconds = time.perf_counter() - t
-    return {"temp": m.temp_size_in_bytes,
-            "total": m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-            + m.temp_size_in_bytes}, seconds
+    got = compiled(c)
+    return got, time.perf_counter() - t
 
 
 def main():

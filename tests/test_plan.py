@@ -31,29 +31,9 @@ def small_config(method="full", remat="none", loss_impl="chunked"):
 
 
 def compiled_memory(c) -> dict:
-    """XLA's own accounting for the jitted train step, built as the train loop builds it (abstractly)."""
-    from jaxft.models import ModelConfig
-    from jaxft.models.params import abstract_model
-    from jaxft.peft import apply_peft, split_params
-    from jaxft.train.optim import make_optimizer
-    from jaxft.train.step import make_train_step
+    from jaxft.train.memory import compiled_memory as compiled
 
-    model = abstract_model(ModelConfig(**c.random_model.to_dict()), jnp.float32, jnp.float32)
-    model.scan_layers, model.remat = c.scan_layers, c.remat
-    if c.method != "full":
-        model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
-                           dropout=c.peft.dropout)
-    graphdef, trainable, frozen = split_params(model, c.method)
-    optimizer = make_optimizer(1e-3)
-    opt_state = jax.eval_shape(optimizer.init, trainable)
-    shape = (c.global_batch_size, c.data.seq_len)
-    batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in ("input_ids", "targets", "positions", "segment_ids")}
-    batch["loss_mask"] = jax.ShapeDtypeStruct(shape, jnp.float32)
-    step = make_train_step(graphdef, optimizer, loss_impl=c.loss_impl, loss_chunk=c.loss_chunk)
-    m = step.lower(trainable, frozen, opt_state, batch, None).compile().memory_analysis()
-    # Donated outputs alias their arguments, so they are counted once.
-    return {"temp": m.temp_size_in_bytes,
-            "total": m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes}
+    return compiled(c)
 
 
 CASES = [("full", "none"), ("full", "full"), ("lora", "none")]

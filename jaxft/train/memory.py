@@ -307,3 +307,34 @@ def largest_batch(s: Setup, usable: int, remat: str | None = None, limit: int = 
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if estimate(s, mid, remat)["peak"] <= usable else (lo, mid)
     return lo
+
+
+def compiled_memory(c) -> dict[str, int]:
+    """XLA's own accounting of the jitted train step for `c`, built as the loop builds it on abstract
+    weights (compiled, never run): the figure the planner is checked against. `c.attention` and
+    `c.remat` must be resolved (jaxft.train.auto)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxft.models.load import as_dtype
+    from jaxft.models.params import abstract_model
+    from jaxft.peft import apply_peft, split_params
+    from jaxft.train.optim import make_optimizer
+    from jaxft.train.step import make_train_step
+
+    model = abstract_model(model_config(c), as_dtype(c.compute_dtype), as_dtype(c.param_dtype))
+    model.scan_layers, model.remat, model.attention = bool(c.scan_layers), str(c.remat), str(c.attention)
+    if c.method != "full":
+        model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
+                           dropout=c.peft.dropout)
+    graphdef, trainable, frozen = split_params(model, c.method)
+    optimizer = make_optimizer(1e-5)
+    opt_state = jax.eval_shape(optimizer.init, trainable)
+    shape = (c.global_batch_size, c.data.seq_len)
+    batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in ("input_ids", "targets", "positions", "segment_ids")}
+    batch["loss_mask"] = jax.ShapeDtypeStruct(shape, jnp.float32)
+    step = make_train_step(graphdef, optimizer, loss_impl=c.loss_impl, loss_chunk=c.loss_chunk)
+    m = step.lower(trainable, frozen, opt_state, batch, None).compile().memory_analysis()
+    # Donated outputs alias their arguments, so they are counted once.
+    return {"temp": m.temp_size_in_bytes,
+            "total": m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes}
