@@ -35,17 +35,19 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
 
     c.data = ml_collections.ConfigDict(dict(
         task="orcamath", split="train", limit=10_000, data_dir="", template="plain",
-        seq_len=512, packing=True, shuffle_seed=0, num_epochs=0))  # num_epochs 0 = repeat forever
+        seq_len=512, packing=True, shuffle_seed=0, num_epochs=1, rows_per_step=0))
+    # An epoch uses every example exactly once. Each step's examples are packed into a fixed number of
+    # rows of seq_len tokens: rows_per_step 0 = the most any step of the run needs (see data_stats.json).
 
-    c.global_batch_size = 64
-    c.micro_batch_size = 0  # examples (rows) per device per micro-step; 0 = no accumulation
+    c.global_batch_size = 64  # examples per optimizer step (the study's 64), not packed rows
+    c.micro_batch_size = 0  # rows per device per micro-step (gradient accumulation); 0 = none
     c.mesh_shape = ml_collections.ConfigDict(dict(data=-1, fsdp=1))  # -1 = all remaining devices
 
     c.optim = ml_collections.ConfigDict(dict(
         learning_rate=LEARNING_RATES[method], warmup_ratio=0.03, schedule="cosine", final_lr_ratio=0.0,
         weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
 
-    c.total_steps = 0  # 0 = one epoch over the training examples
+    c.total_steps = 0  # 0 = data.num_epochs epochs over the training examples; > 0 = that many steps
     c.checkpoint_every_steps = 200
     c.keep_checkpoints = 2
     c.save_adapters_only = True  # LoRA/DoRA: frozen base weights come from `model`, not the checkpoint

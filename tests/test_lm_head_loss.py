@@ -150,7 +150,7 @@ def padded_batch(b=2, s=32, seed=0) -> dict:
 
 def packed_batch(s=64) -> dict:
     """A real packed batch from the training pipeline: several examples per row, segment ids, positions."""
-    from jaxft.data.pipeline import make_dataset
+    from jaxft.data.pipeline import StepPlan, make_dataset
 
     rng = np.random.default_rng(4)
     records = []
@@ -159,7 +159,8 @@ def packed_batch(s=64) -> dict:
         loss[n // 2:] = 1
         records.append({"tokens": rng.integers(0, VOCAB, n).astype(np.int32), "loss": loss,
                         "example": np.full(n, len(records), np.int32)})
-    batch = next(iter(make_dataset(records, seq_len=s, batch_size=2, seed=0, packing=True)))
+    plan = StepPlan([len(r["tokens"]) for r in records], batch_size=8, seq_len=s, seed=0, rows_per_step=2)
+    batch, _ = next(iter(make_dataset(records, plan)))
     assert batch["segment_ids"].max() >= 3  # really packed: three or more examples in a row
     return {k: jnp.asarray(v) for k, v in batch.items() if k != "example"}
 

@@ -67,8 +67,8 @@ def test_exact_resume_after_sigkill(tmp_path):
     assert [r["step"] for r in b] == list(range(1, 9))
     for ra, rb in zip(a, b):
         assert ra["loss"] == rb["loss"] and ra["grad_norm"] == rb["grad_norm"], (ra["step"], ra, rb)
-    seen = [e for r in b for e in r["examples"]]
-    assert seen == [e for r in a for e in r["examples"]]
+    seen = [e for r in b for e in r["example_ids"]]
+    assert seen == [e for r in a for e in r["example_ids"]]
     assert len(seen) == len(set(seen)), "an example was seen twice within the epoch"
 
     from jaxft.train.restore import restore_model
@@ -117,7 +117,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     for micro in (0, 1):  # one batch of 4 vs 4 accumulated micro-batches of 1
         c = load_config_file(TINY)
         c.method, c.total_steps, c.checkpoint_every_steps = "full", 4, 100
-        c.micro_batch_size = micro
+        c.micro_batch_size, c.data.packing = micro, False  # one example per row: 4 rows
         train(c, str(tmp_path / f"m{micro}"), progress=False)
         rows = metrics(tmp_path / f"m{micro}")
         losses[micro] = [r["loss"] for r in rows]

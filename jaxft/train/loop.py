@@ -76,7 +76,8 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     """Run (or resume) the experiment `c` in `workdir`; returns the run summary."""
     from tqdm import tqdm
 
-    from jaxft.data.pipeline import examples_in_batch, make_dataset, tokenize_examples
+    from jaxft.data.pipeline import StepPlan, make_dataset, tokenize_examples
+    from jaxft.train.batch_layout import layout, row_multiple
     from jaxft.data.tasks import load_task
     from jaxft.peft import split_params
     from jaxft.train.config import config_to_json
@@ -102,14 +103,13 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     n_dev = jax.device_count()
     mesh = shard_lib.make_mesh(dict(c.mesh_shape), jax.devices())
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
-    per_process = c.global_batch_size // jax.process_count()
-    micro = c.micro_batch_size * shards if c.micro_batch_size else c.global_batch_size
-    if c.global_batch_size % micro or micro % shards:
-        raise JaxftError(f"global_batch_size={c.global_batch_size} must be a multiple of micro_batch_size x "
-                         f"devices = {micro}, and that of the {shards} batch shards")
-    accum = c.global_batch_size // micro
-    rows_per_epoch = max(1, len(tokset.records) // c.global_batch_size)
-    total_steps = c.total_steps or rows_per_epoch
+    plan = StepPlan([len(r["tokens"]) for r in tokset.records], batch_size=c.global_batch_size,
+                    seq_len=c.data.seq_len, seed=c.data.shuffle_seed, total_steps=c.total_steps,
+                    num_epochs=c.data.num_epochs, packing=c.data.packing,
+                    rows_per_step=int(c.data.get("rows_per_step", 0) or 0),
+                    row_multiple=row_multiple(c.micro_batch_size, shards, jax.process_count()))
+    lay = layout(plan.rows, c.micro_batch_size, shards)
+    accum, total_steps = lay.accum, plan.total_steps
 
     model_cfg = model.config
     graphdef, trainable, frozen = split_params(model, c.method)
@@ -131,9 +131,8 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
                               in_shardings=(t_shard, f_shard, o_shard, b_shard, shard_lib.replicated(mesh)),
                               out_shardings=(t_shard, o_shard, shard_lib.replicated(mesh)))
 
-    dataset = make_dataset(tokset.records, seq_len=c.data.seq_len, batch_size=per_process,
-                           seed=c.data.shuffle_seed, packing=c.data.packing, num_epochs=c.data.num_epochs,
-                           process_index=jax.process_index(), process_count=jax.process_count())
+    dataset = make_dataset(tokset.records, plan, process_index=jax.process_index(),
+                           process_count=jax.process_count())
     data_iter = iter(dataset)
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=c.keep_checkpoints)
     start = 0
@@ -151,7 +150,12 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
         _write_json(os.path.join(workdir, "data_stats.json"), {
             "examples": tokset.num_examples, "kept": len(tokset.records),
             "dropped_no_answer_tokens": tokset.dropped_no_answer, "truncated": tokset.truncated,
-            "seq_len": c.data.seq_len, "packing": c.data.packing})
+            "seq_len": c.data.seq_len, "packing": c.data.packing, "examples_per_step": c.global_batch_size,
+            "rows_per_step": plan.rows, "steps_per_epoch": plan.steps_per_epoch, "total_steps": total_steps,
+            "padding_fraction": plan.padding_fraction, "accum_steps": accum})
+        print(f"data: {len(tokset.records)} examples, {c.global_batch_size} per step in {plan.rows} rows of "
+              f"{c.data.seq_len} tokens ({100 * plan.padding_fraction:.1f}% padding), {plan.steps_per_epoch} "
+              f"steps per epoch, {total_steps} steps", flush=True)
         if tokset.dropped_no_answer:
             print(f"data: dropped {tokset.dropped_no_answer} of {tokset.num_examples} examples left with no "
                   f"answer tokens after truncation to {c.data.seq_len}")
@@ -173,13 +177,13 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
     nonfinite_run = 0
     t_last = time.perf_counter()
     t_start = t_last
-    tokens_seen, examples_seen = 0, 0
     timed = {"steps": 0, "seconds": 0.0, "tokens": 0, "examples": 0}  # excludes each process's first step
     bar = tqdm(total=total_steps, initial=start, desc="train", disable=not (progress and lead), unit="step")
 
     def drain(pending):
-        nonlocal t_last, nonfinite_run, tokens_seen, examples_seen
-        step, metrics, n_tokens, n_examples, ids = pending
+        nonlocal t_last, nonfinite_run
+        step, metrics, n_tokens, ids, epoch = pending
+        n_examples = len(ids)
         metrics = jax.device_get(metrics)
         now = time.perf_counter()
         dt, t_last = now - t_last, now
@@ -188,17 +192,16 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
             timed["seconds"] += dt
             timed["tokens"] += n_tokens
             timed["examples"] += n_examples
-        tokens_seen += n_tokens
-        examples_seen += n_examples
         finite = bool(metrics["finite"])
         nonfinite_run = 0 if finite else nonfinite_run + 1
         row = {"step": step, "loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
                "update_norm": float(metrics["update_norm"]), "learning_rate": float(schedule(step - 1)),
                "tokens_per_second": n_tokens / dt, "examples_per_second": n_examples / dt, "step_time": dt,
-               "mfu": (flops_token * c.global_batch_size * c.data.seq_len / dt / (peak * n_dev)) if peak else None,
-               "skipped_nonfinite": int(not finite), "accum_steps": accum}
+               "mfu": (flops_token * plan.rows * c.data.seq_len / dt / (peak * n_dev)) if peak else None,
+               "skipped_nonfinite": int(not finite), "accum_steps": accum, "examples": n_examples,
+               "epoch": epoch}
         if record_examples:
-            row["examples"] = ids
+            row["example_ids"] = ids
         log.write(row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.4f}", tokens_per_s=f"{row['tokens_per_second']:.0f}")
@@ -208,9 +211,7 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
 
     try:
         for step in range(start, total_steps):
-            batch = next(data_iter)
-            ids = examples_in_batch(batch)
-            n_tokens = int((batch["segment_ids"] > 0).sum())
+            batch, info = next(data_iter)
             batch = {k: v for k, v in batch.items() if k != "example"}
             if step + 1 in poison:  # tests: a NaN loss at chosen steps exercises the skip logic
                 batch["loss_mask"] = batch["loss_mask"] * np.float32("nan")
@@ -222,7 +223,7 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
             trainable, opt_state, metrics = step_fn(trainable, frozen, opt_state, batch, rng)
             if pending is not None:
                 drain(pending)
-            pending = (step + 1, metrics, n_tokens, len(ids), ids)
+            pending = (step + 1, metrics, info["tokens"], info["examples"], info["epoch"])
             done = step + 1
             if done % c.checkpoint_every_steps == 0 or stop["sigterm"] or done == total_steps:
                 drain(pending)
@@ -243,9 +244,12 @@ def train(c, workdir: str, *, progress: bool = True) -> dict:
         signal.signal(signal.SIGTERM, previous_handler)
         checkpointer.close()
 
-    summary = {"steps": total_steps, "completed_steps": step + 1 if total_steps > start else start,
+    completed = step + 1 if total_steps > start else start
+    run_examples, run_tokens = plan.seen(completed)
+    summary = {"steps": total_steps, "completed_steps": completed,
                "runtime_seconds": time.perf_counter() - t_start, "method": c.method,
-               "examples": examples_seen, "tokens": tokens_seen,
+               "examples": run_examples, "tokens": run_tokens, "epochs": plan.epoch_progress(completed),
+               "examples_per_step": c.global_batch_size, "rows_per_step": plan.rows,
                "samples_per_second": timed["examples"] / timed["seconds"] if timed["seconds"] else None,
                "tokens_per_second": timed["tokens"] / timed["seconds"] if timed["seconds"] else None,
                "trainable_params": int(sum(np.prod(x.shape) for x in jax.tree.leaves(trainable))),

@@ -180,6 +180,7 @@ def setup_from_config(c, n_devices: int) -> Setup:
     from jaxft.models.params import abstract_model
     from jaxft.peft import apply_peft, split_params
     from jaxft.peft.apply import adapted_layers
+    from jaxft.train.batch_layout import layout, planned_rows
     from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings
     from jaxft.train.optim import make_optimizer
 
@@ -191,10 +192,7 @@ def setup_from_config(c, n_devices: int) -> Setup:
     cfg = model_config(c)
     data, fsdp = resolve_mesh(dict(c.mesh_shape), n_devices)
     shards = data * fsdp
-    micro_global = c.micro_batch_size * shards if c.micro_batch_size else c.global_batch_size
-    if c.global_batch_size % micro_global or micro_global % shards:
-        raise ConfigError(f"global_batch_size={c.global_batch_size} must be a multiple of micro_batch_size x "
-                          f"devices = {micro_global}, and that of the {shards} batch shards")
+    lay = layout(planned_rows(c, shards), int(c.micro_batch_size), shards)
     cdtype, pdtype = as_dtype(c.compute_dtype), as_dtype(c.param_dtype)
     model = abstract_model(cfg, cdtype, pdtype)
     if c.method != "full":
@@ -219,8 +217,8 @@ def setup_from_config(c, n_devices: int) -> Setup:
     count = lambda leaves: int(sum(np.prod(x.shape) for x in leaves))  # noqa: E731
     L = cfg.num_hidden_layers
     return Setup(
-        cfg=cfg, method=c.method, seq=c.data.seq_len, micro_batch=micro_global // shards,
-        accum=c.global_batch_size // micro_global, data=data, fsdp=fsdp, remat=str(c.remat),
+        cfg=cfg, method=c.method, seq=c.data.seq_len, micro_batch=lay.micro_rows,
+        accum=lay.accum, data=data, fsdp=fsdp, remat=str(c.remat),
         attention=str(c.attention),
         scan=bool(c.scan_layers), c_bytes=np.dtype(cdtype).itemsize, p_bytes=np.dtype(pdtype).itemsize,
         params=_sharded_bytes((trainable, frozen), fsdp), trainable=_sharded_bytes(trainable, fsdp),
@@ -319,6 +317,7 @@ def compiled_memory(c) -> dict[str, int]:
     from jaxft.models.load import as_dtype
     from jaxft.models.params import abstract_model
     from jaxft.peft import apply_peft, split_params
+    from jaxft.train.batch_layout import planned_rows
     from jaxft.train.optim import make_optimizer
     from jaxft.train.step import make_train_step
 
@@ -330,7 +329,7 @@ def compiled_memory(c) -> dict[str, int]:
     graphdef, trainable, frozen = split_params(model, c.method)
     optimizer = make_optimizer(1e-5)
     opt_state = jax.eval_shape(optimizer.init, trainable)
-    shape = (c.global_batch_size, c.data.seq_len)
+    shape = (planned_rows(c, 1), c.data.seq_len)
     batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in ("input_ids", "targets", "positions", "segment_ids")}
     batch["loss_mask"] = jax.ShapeDtypeStruct(shape, jnp.float32)
     step = make_train_step(graphdef, optimizer, loss_impl=c.loss_impl, loss_chunk=c.loss_chunk)

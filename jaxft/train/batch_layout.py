@@ -1,0 +1,45 @@
+"""How a step's rows are laid out over devices and micro-steps: one definition for the loop and the planner.
+
+`global_batch_size` counts examples per step; rows are what the devices see. The step has `rows` rows
+(a multiple of `row_multiple`), split over the batch shards (data x fsdp) and, with
+`micro_batch_size` > 0 (rows per device per micro-step), accumulated over `accum` micro-steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from jaxft.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchLayout:
+    rows: int  # rows per optimizer step, all devices
+    shards: int  # batch shards (data x fsdp)
+    accum: int  # micro-steps per optimizer step
+    micro_rows: int  # rows per device per micro-step
+
+
+def row_multiple(micro_batch_size: int, shards: int, process_count: int = 1) -> int:
+    """Rows per step must be a multiple of this."""
+    if micro_batch_size < 0:
+        raise ConfigError(f"config.micro_batch_size={micro_batch_size} must be >= 0 (0 = no accumulation)")
+    unit = micro_batch_size * shards if micro_batch_size else shards
+    return unit * process_count // math.gcd(unit, process_count)
+
+
+def layout(rows: int, micro_batch_size: int, shards: int) -> BatchLayout:
+    unit = row_multiple(micro_batch_size, shards)
+    if rows % unit:
+        raise ConfigError(f"{rows} rows per step are not a multiple of micro_batch_size x batch shards = {unit}")
+    accum = rows // (micro_batch_size * shards) if micro_batch_size else 1
+    return BatchLayout(rows=rows, shards=shards, accum=accum, micro_rows=rows // accum // shards)
+
+
+def planned_rows(c, shards: int) -> int:
+    """Rows per step when no data is at hand (the planner): `data.rows_per_step` if set, else one row per
+    example, the most packing can ever need."""
+    rows = int(c.data.get("rows_per_step", 0) or 0) or int(c.global_batch_size)
+    unit = row_multiple(int(c.micro_batch_size), shards)
+    return -(-rows // unit) * unit
