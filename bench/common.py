@@ -74,3 +74,44 @@ def grad_hvp_seconds(problem, v, repeats: int) -> dict:
     for name, fn in (("grad", problem.grad), ("hvp", lambda: problem.hvp(v))):
         out[f"{name}_s"] = median_seconds(lambda: jax.block_until_ready(fn()), 0, repeats)
     return out
+
+
+# The study's adapter protocol (configs/base.py): rank 8, alpha 32, on all seven projections.
+LORA_R, LORA_ALPHA = 8, 32.0
+
+
+def torch_peft_step(model, method: str, ids, targets, *, attention_mask=None, r: int = LORA_R,
+                    alpha: float = LORA_ALPHA, dropout: float = 0.0, autocast_dtype=None, sync=None):
+    """The torch + PEFT reference train step, as the study ran it: LoRA/DoRA adapters from `peft` on the
+    seven projections (none for "full"), AdamW (lr 1e-5, weight decay 0.01 on matrices only), float32
+    cross-entropy over every token, gradient clip 1.0. `autocast_dtype`: the forward under CUDA autocast
+    (e.g. torch.bfloat16); `sync`: called after each step (torch.cuda.synchronize for honest timing).
+    Returns `one()`, which runs one step; the (adapted) model trains in place."""
+    import contextlib
+
+    import peft
+    import torch
+
+    from jaxft.peft.methods import TARGETS
+
+    if method != "full":
+        model = peft.get_peft_model(model, peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                           target_modules=list(TARGETS), use_dora=method == "dora"))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.01},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-5, betas=(0.9, 0.999), eps=1e-8)
+
+    def one():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+            logits = model(input_ids=ids, attention_mask=attention_mask).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if sync is not None:
+            sync()
+
+    return one

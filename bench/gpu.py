@@ -26,9 +26,9 @@ import subprocess
 import sys
 import time
 
-from common import compiled_train_step, grad_hvp_seconds, median_seconds
+from common import LORA_ALPHA, LORA_R, compiled_train_step, grad_hvp_seconds, median_seconds, torch_peft_step
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from jaxft.peft.methods import METHODS
 
 
 def _random_batch(vocab: int, batch: int, seq: int, seed: int = 0):
@@ -53,8 +53,8 @@ def _jax_model(name: str, dtype: str, a: dict):
     from jaxft.models import Transformer, registry_config
 
     cfg = registry_config(name)
-    model = Transformer(cfg, dtype=jnp.dtype(dtype), param_dtype=jnp.float32, rngs=nnx.Rngs(0))
-    model.scan_layers, model.remat, model.attention = True, a["remat"], a["attention"]
+    model = Transformer(cfg, dtype=jnp.dtype(dtype), param_dtype=jnp.float32, rngs=nnx.Rngs(0), scan_layers=True,
+                        remat=a["remat"], attention=a["attention"])
     return cfg, model
 
 
@@ -67,7 +67,7 @@ def case_jaxft_train(a: dict) -> dict:
 
     cfg, model = _jax_model(a["model"], "bfloat16", a)
     if a["method"] != "full":
-        apply_peft(model, a["method"], r=8, alpha=32, dropout=a["dropout"])
+        apply_peft(model, a["method"], r=LORA_R, alpha=LORA_ALPHA, dropout=a["dropout"])
     graphdef, trainable, frozen = split_params(model, a["method"])
     del model
     batch = {k: jnp.asarray(v) for k, v in _random_batch(cfg.vocab_size, a["batch"], a["seq"]).items()}
@@ -82,7 +82,6 @@ def case_jaxft_train(a: dict) -> dict:
 
 
 def case_torch_train(a: dict) -> dict:
-    import peft
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -92,27 +91,9 @@ def case_torch_train(a: dict) -> dict:
     hf_cfg = AutoConfig.for_model(d.pop("model_type"), **d)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa").cuda()
-    if a["method"] != "full":
-        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=32, lora_dropout=a["dropout"],
-                                                           target_modules=TARGETS, use_dora=a["method"] == "dora"))
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.01},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=1e-5)
     b = {k: torch.from_numpy(v).cuda() for k, v in _random_batch(hf_cfg.vocab_size, a["batch"], a["seq"]).items()}
-    ids, targets = b["input_ids"].long(), b["targets"].long()
-
-    def one():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(input_ids=ids).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        torch.cuda.synchronize()
-
+    one = torch_peft_step(model, a["method"], b["input_ids"].long(), b["targets"].long(), dropout=a["dropout"],
+                          autocast_dtype=torch.bfloat16, sync=torch.cuda.synchronize)
     torch.cuda.reset_peak_memory_stats()
     sec = median_seconds(one, a["warmup"], a["steps"])
     tokens = a["batch"] * a["seq"]
@@ -223,7 +204,7 @@ def plan(sections: list[str], quick: bool) -> list[dict]:
     cases = []
     if "train" in sections:
         for kind in ("jaxft_train", "torch_train"):
-            for method in ("full", "lora", "dora"):
+            for method in METHODS:
                 cases.append(dict(w, case=kind, model="qwen2.5-0.5b", method=method, batch=8))
     if "hessian" in sections:
         cases.append(dict(case="hessian", model="smollm2-135m", batch=8, seq=256, micro_batches=1,
@@ -232,7 +213,7 @@ def plan(sections: list[str], quick: bool) -> list[dict]:
         cases.append(dict(w, case="memory", config="configs/gemma2b_full.py", model="gemma-2b", method="full",
                           batch=8, remat="full", attention="xla", warmup=1, steps=2))
     if "train" in sections:
-        for method in ("full", "lora", "dora"):
+        for method in METHODS:
             cases.append(dict(w, case="jaxft_train", model="smollm2-360m", method=method, batch=8))
         cases.append(dict(w, case="jaxft_train", model="qwen2.5-0.5b", method="full", batch=8, attention="xla"))
     if "decode" in sections:

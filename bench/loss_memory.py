@@ -19,6 +19,8 @@ import time
 
 from common import machine_line
 
+from jaxft.peft.methods import METHODS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 2 ** 20
 
@@ -26,7 +28,7 @@ MiB = 2 ** 20
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="qwen2.5-0.5b")
-    p.add_argument("--method", default="full", choices=("full", "lora", "dora"))
+    p.add_argument("--method", default="full", choices=METHODS)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--remat", default="full", choices=("none", "dots", "full"))

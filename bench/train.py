@@ -6,7 +6,6 @@ timed). On a GPU: `--dtype=bfloat16 --seq_len=2048 --batch=16 --model=smollm2-36
 """
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -25,6 +24,8 @@ def main():
     ap.add_argument("--remat", default="none")
     args = ap.parse_args()
 
+    from jaxft.jsonl import read_jsonl
+    from jaxft.rundir import RunDir
     from jaxft.train.config import load_config_file
     from jaxft.train.loop import train
 
@@ -38,7 +39,7 @@ def main():
         c.data.limit = max(64, args.batch * args.steps * 2)
         with tempfile.TemporaryDirectory() as w:
             summary = train(c, w, progress=False)
-            rows = [json.loads(line) for line in open(os.path.join(w, "metrics.jsonl"))]
+            rows = read_jsonl(RunDir(w).metrics)
         mfu = [r["mfu"] for r in rows[1:] if r["mfu"] is not None]
         results[method] = (summary["tokens_per_second"], sum(mfu) / len(mfu) if mfu else None)
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} ({jax.devices()[0].device_kind})")

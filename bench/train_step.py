@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 
-from common import compiled_train_step
+from common import LORA_ALPHA, LORA_R, compiled_train_step, torch_peft_step
+
+from jaxft.peft.methods import METHODS
 
 MODEL = "smollm2-135m-instruct-q4"
-METHODS = ("full", "lora", "dora")
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def parse_args():
@@ -34,8 +34,8 @@ def parse_args():
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--r", type=int, default=8)
-    p.add_argument("--alpha", type=float, default=16)
+    p.add_argument("--r", type=int, default=LORA_R)
+    p.add_argument("--alpha", type=float, default=LORA_ALPHA)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--only", choices=("jaxft", "torch"), default=None)
@@ -95,7 +95,6 @@ def bench_jaxft(args, methods) -> dict[str, tuple[float, float, float]]:
 
 
 def bench_torch(args, methods) -> dict[str, tuple[float, float, float]]:
-    import peft
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -113,27 +112,11 @@ def bench_torch(args, methods) -> dict[str, tuple[float, float, float]]:
     ids, targets = data["input_ids"].long(), data["targets"].long()
     out = {}
     for method in methods:
-        model = copy.deepcopy(base)
-        if method != "full":
-            model = peft.get_peft_model(model, peft.LoraConfig(r=args.r, lora_alpha=args.alpha, target_modules=TARGETS,
-                                                               lora_dropout=args.dropout, use_dora=method == "dora"))
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.01},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=1e-5, betas=(0.9, 0.999), eps=1e-8)
-
-        def one():
-            opt.zero_grad(set_to_none=True)
-            logits = model(input_ids=ids, attention_mask=data["attention_mask"]).logits
-            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-
+        one = torch_peft_step(copy.deepcopy(base), method, ids, targets, attention_mask=data["attention_mask"],
+                              r=args.r, alpha=args.alpha, dropout=args.dropout)
         out[method] = (*timed(one, args.warmup, args.steps), 0.0)
         print(f"torch {method}: {out[method][0]:.2f}s/step (cpu {out[method][1]:.2f}s)", flush=True)
-        del model, opt, params, groups
+        del one
     return out
 
 

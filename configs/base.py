@@ -1,12 +1,15 @@
 """The study's protocol, shared by every experiment config (one get_config() per file imports this).
 
 Learning rates are our choice (the study does not print its values): 2e-4 for LoRA/DoRA, 2e-5 for
-Full FT, cosine decay after a linear warmup, AdamW with weight decay 0.01 on matrices only.
+Full FT (jaxft.train.config.LEARNING_RATES), cosine decay after a linear warmup, AdamW with weight
+decay 0.01 on matrices only. optim.learning_rate 0.0 means "the method's rate", filled after the
+command line's overrides, so `--config.method=full` also takes the Full-FT rate.
 """
 
 import ml_collections
 
-LEARNING_RATES = {"full": 2e-5, "lora": 2e-4, "dora": 2e-4}
+from jaxft.eval.settings import eval_section
+from jaxft.peft.methods import TARGETS
 
 
 def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_collections.ConfigDict:
@@ -30,8 +33,7 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
     c.loss_chunk = 512  # chunked: tokens per device whose [chunk, vocab] logits exist at one time
 
     c.peft = ml_collections.ConfigDict(dict(
-        r=8, alpha=32.0, dropout=0.05, rslora=False,
-        targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")))
+        r=8, alpha=32.0, dropout=0.05, rslora=False, targets=TARGETS))
 
     c.data = ml_collections.ConfigDict(dict(
         task="orcamath", split="train", limit=10_000, data_dir="", template="plain",
@@ -44,17 +46,30 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
     c.mesh_shape = ml_collections.ConfigDict(dict(data=-1, fsdp=1))  # -1 = all remaining devices
 
     c.optim = ml_collections.ConfigDict(dict(
-        learning_rate=LEARNING_RATES[method], warmup_ratio=0.03, schedule="cosine", final_lr_ratio=0.0,
+        learning_rate=0.0, warmup_ratio=0.03, schedule="cosine", final_lr_ratio=0.0,  # 0.0: the method's
         weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0))
 
     c.total_steps = 0  # 0 = data.num_epochs epochs over the training examples; > 0 = that many steps
     c.checkpoint_every_steps = 200
     c.keep_checkpoints = 2
-    c.save_adapters_only = True  # LoRA/DoRA: frozen base weights come from `model`, not the checkpoint
     c.max_consecutive_nonfinite = 5
-    c.log_every_steps = 1
 
-    c.eval = ml_collections.ConfigDict(dict(
-        every_steps=0, task="gsm8k", split="test", limit=32, shots=0, template="plain",
-        max_new_tokens=256, batch_size=16, final=True, final_limit=200))
+    # task, split, shots, template, max_new_tokens, batch_size and refill: jaxft.eval.settings' defaults
+    c.eval = eval_section(every_steps=0, limit=32, final=True, final_limit=200)
+    return c
+
+
+def get_cpu_config(model: str, *, examples: int, seq_len: int, steps: int) -> ml_collections.ConfigDict:
+    """A LoRA run a 2-core CPU finishes in minutes on the first `examples` GSM8K-train examples: float32
+    compute (bfloat16 matmuls are emulated on CPU), 4 examples per step, a checkpoint halfway, a 10%
+    warmup and no evaluation during training."""
+    c = get_base_config(model=model, method="lora")
+    c.compute_dtype = "float32"
+    c.data.task, c.data.split, c.data.limit = "gsm8k", "train", examples
+    c.data.seq_len = seq_len
+    c.global_batch_size = 4
+    c.total_steps = steps
+    c.checkpoint_every_steps = steps // 2
+    c.optim.warmup_ratio = 0.1
+    c.eval.every_steps = 0
     return c

@@ -1,9 +1,7 @@
-"""gemma-2b, lora: the study's protocol (see configs/base.py) on 10k OrcaMath examples."""
+"""gemma-2b, lora: the same config as `--config=configs/experiment.py:gemma-2b,lora`."""
 
-from configs.base import get_base_config
+from configs.experiment import get_config as experiment
 
 
 def get_config():
-    c = get_base_config(model="gemma-2b", method="lora")
-    c.micro_batch_size = 4  # per device; accumulation fills the global batch of 64
-    return c
+    return experiment("gemma-2b,lora")

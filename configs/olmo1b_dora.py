@@ -1,9 +1,7 @@
-"""olmo-1b, dora: the study's protocol (see configs/base.py) on 10k OrcaMath examples."""
+"""olmo-1b, dora: the same config as `--config=configs/experiment.py:olmo-1b,dora`."""
 
-from configs.base import get_base_config
+from configs.experiment import get_config as experiment
 
 
 def get_config():
-    c = get_base_config(model="olmo-1b", method="dora")
-    c.micro_batch_size = 8  # per device; accumulation fills the global batch of 64
-    return c
+    return experiment("olmo-1b,dora")

@@ -1,9 +1,7 @@
-"""qwen2.5-0.5b, full: the study's protocol (see configs/base.py) on 10k OrcaMath examples."""
+"""qwen2.5-0.5b, full: the same config as `--config=configs/experiment.py:qwen2.5-0.5b,full`."""
 
-from configs.base import get_base_config
+from configs.experiment import get_config as experiment
 
 
 def get_config():
-    c = get_base_config(model="qwen2.5-0.5b", method="full")
-    c.micro_batch_size = 8  # per device; accumulation fills the global batch of 64
-    return c
+    return experiment("qwen2.5-0.5b,full")

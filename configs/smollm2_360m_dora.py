@@ -1,9 +1,7 @@
-"""smollm2-360m, dora: the study's protocol (see configs/base.py) on 10k OrcaMath examples."""
+"""smollm2-360m, dora: the same config as `--config=configs/experiment.py:smollm2-360m,dora`."""
 
-from configs.base import get_base_config
+from configs.experiment import get_config as experiment
 
 
 def get_config():
-    c = get_base_config(model="smollm2-360m", method="dora")
-    c.micro_batch_size = 16  # per device; accumulation fills the global batch of 64
-    return c
+    return experiment("smollm2-360m,dora")

@@ -2,6 +2,10 @@
 
 import ml_collections
 
+from jaxft.data.tasks import TASKS
+from jaxft.eval.settings import DECODING_KEYS, eval_section
+from jaxft.peft.methods import METHODS
+
 
 def get_config():
     c = ml_collections.ConfigDict()
@@ -11,13 +15,14 @@ def get_config():
         "smollm2-135m": "configs/smollm2_135m_{method}.py", "smollm2-360m": "configs/smollm2_360m_{method}.py",
         "qwen25-05b": "configs/qwen25_05b_{method}.py", "olmo-1b": "configs/olmo1b_{method}.py",
         "gemma-2b": "configs/gemma2b_{method}.py"})
-    c.methods = ("zero-shot", "5-shot", "full", "lora", "dora")
+    c.methods = ("zero-shot", "5-shot", *METHODS)
     c.benchmarks = ("orcamath", "gsm8k", "math", "svamp")
     c.train_overrides = ml_collections.ConfigDict()  # dotted config key -> value, applied to every run
     c.learning_rates = ml_collections.ConfigDict()  # method -> peak learning rate (default: the config's)
-    c.eval = ml_collections.ConfigDict(dict(
-        template="plain", max_new_tokens=512, batch_size=32,
-        limits=ml_collections.ConfigDict(dict(orcamath=0, gsm8k=0, math=0, svamp=0, math500=0))))  # 0 = all
+    # How answers are generated (template, max_new_tokens, batch_size, refill; task, shots and limit are
+    # per cell): jaxft.eval.settings' defaults except the grid's 512 new tokens and 32 rows decoded at once.
+    c.eval = eval_section(DECODING_KEYS, max_new_tokens=512, batch_size=32,
+                          limits=ml_collections.ConfigDict({t: 0 for t in TASKS}))  # problems per task; 0 = all
     c.sample_ids = ml_collections.ConfigDict()  # benchmark -> problem ids shown side by side in the report
     c.data_dir = ""
     c.progress = True

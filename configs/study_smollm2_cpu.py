@@ -10,8 +10,9 @@ that can show an effect: zero-shot, 5-shot, and Full FT, LoRA and DoRA each trai
 
 import ml_collections
 
-from configs.base import LEARNING_RATES
 from configs.study import get_config as study_config
+from jaxft.data.tasks import TASKS
+from jaxft.train.config import LEARNING_RATES
 
 
 def get_config():
@@ -23,6 +24,6 @@ def get_config():
     c.eval.template = "chat"
     c.eval.max_new_tokens = 256
     c.eval.batch_size = 32
-    c.eval.limits = ml_collections.ConfigDict(dict(orcamath=200, gsm8k=200, math=200, svamp=200, math500=200))
+    c.eval.limits = ml_collections.ConfigDict({t: 200 for t in TASKS})
     c.sample_ids = ml_collections.ConfigDict({"gsm8k": ("gsm8k-test-0", "gsm8k-test-1", "gsm8k-test-2")})
     return c

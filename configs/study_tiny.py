@@ -4,6 +4,7 @@ few minutes on CPU, for CI. Numbers are meaningless; the machinery is the point.
 import ml_collections
 
 from configs.study import get_config as study_config
+from jaxft.data.tasks import TASKS
 
 
 def get_config():
@@ -15,6 +16,6 @@ def get_config():
                                                    "global_batch_size": 4})
     c.eval.max_new_tokens = 12
     c.eval.batch_size = 4
-    c.eval.limits = ml_collections.ConfigDict(dict(orcamath=4, gsm8k=4, math=4, svamp=4, math500=4))
+    c.eval.limits = ml_collections.ConfigDict({t: 4 for t in TASKS})
     c.progress = False
     return c

@@ -4,22 +4,14 @@ For tests and quick checks of the whole loop (data, step, checkpoints, telemetry
 tokenizer is SmolLM2's (from the offline GGUF), so the data path is the real one.
 """
 
-from configs.base import get_base_config
+from configs.base import get_cpu_config
 
 
 def get_config():
-    c = get_base_config(model="random", method="lora")
+    c = get_cpu_config("random", examples=96, seq_len=128, steps=20)
     c.tokenizer = "smollm2-135m-instruct-q4"
-    c.compute_dtype = "float32"
-    c.data.task, c.data.split, c.data.limit = "gsm8k", "train", 96
-    c.data.seq_len = 128
-    c.global_batch_size = 4
-    c.total_steps = 20
-    c.checkpoint_every_steps = 10
     c.optim.learning_rate = 3e-3
-    c.optim.warmup_ratio = 0.1
     c.peft.dropout = 0.0
-    c.eval.every_steps = 0
     c.eval.final = False
     c.eval.limit = 4
     c.eval.final_limit = 4

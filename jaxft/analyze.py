@@ -20,30 +20,28 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any
 
 
+from jaxft.atomic import write_atomic
+from jaxft.cli import USAGE_ERROR, ArgumentParser, entry_point
 from jaxft.errors import ConfigError, JaxftError, UnknownModelError
-
-def is_training_workdir(src: str) -> bool:
-    from jaxft.train.restore import is_training_workdir as check
-
-    return check(src)
-
+from jaxft.rundir import CONFIG, dir_kind, is_training_workdir
 
 def load_source(src: str, base: str | None = None, dtype: str = "float32") -> tuple[Any, Any]:
     """(model, tokenizer) for a training workdir, HF dir, PEFT adapter dir, or any load_model source,
     computing in `dtype` (a workdir's own compute dtype is replaced)."""
     from jaxft.models import load_model
 
-    if is_training_workdir(src):  # before the HF check: a workdir's config.json is the run's config
+    kind = dir_kind(src)
+    if kind == "workdir":
         from jaxft.train.restore import restore_model
 
         model, tokenizer, _ = restore_model(src, compute_dtype=dtype)
         return model, tokenizer
-    if os.path.isdir(src) and os.path.isfile(os.path.join(src, "config.json")):
+    if kind == "hf":
         return load_model(src, dtype=dtype)
-    if os.path.isdir(src) and os.path.isfile(os.path.join(src, "adapter_config.json")):
+    if kind == "adapter":
         if base is None:
             raise ConfigError(f"{src!r} is a PEFT adapter directory; name its base model with --base")
         from jaxft.peft.export import load_peft_adapter
@@ -52,16 +50,16 @@ def load_source(src: str, base: str | None = None, dtype: str = "float32") -> tu
         return load_peft_adapter(model, src), tokenizer
     if os.path.isdir(src):
         raise UnknownModelError(f"{src!r} is a directory without config.json (HF model), adapter_config.json "
-                                f"(PEFT adapter) or checkpoints/ + config.json (training workdir)")
+                                f"(PEFT adapter) or checkpoints/ + {CONFIG} (training workdir)")
     return load_model(src, dtype=dtype)
 
 
 def workdir_base_model(workdir: str) -> Any:
     """The model a training run started from (its config with method=full: the loaded or seeded base)."""
-    from jaxft.train.loop import build_model
-    from jaxft.train.restore import read_workdir_config
+    from jaxft.rundir import read_config
+    from jaxft.run_setup import build_model
 
-    c = read_workdir_config(workdir)
+    c = read_config(workdir)
     c.method = "full"
     return build_model(c)[0]
 
@@ -174,7 +172,7 @@ def run_displacement(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jaxft.analyze", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m jaxft.analyze", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="kind", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--checkpoint", required=True, help="model to analyse (any load_model source, "
@@ -222,21 +220,15 @@ def _check(args) -> None:
         raise ConfigError("--trace_probes must be >= 2 (the standard error needs two samples)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@entry_point(codes=((JaxftError, USAGE_ERROR), (OSError, USAGE_ERROR)))
+def main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        _check(args)
-        os.makedirs(args.out, exist_ok=True)
-        result = {"hessian": run_hessian, "intruders": run_intruders, "displacement": run_displacement}[args.kind](args)
-        path = os.path.join(args.out, f"{args.kind}.json")
-        with open(path, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-    except (JaxftError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    _check(args)
+    os.makedirs(args.out, exist_ok=True)
+    result = {"hessian": run_hessian, "intruders": run_intruders, "displacement": run_displacement}[args.kind](args)
+    path = os.path.join(args.out, f"{args.kind}.json")
+    write_atomic(path, json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":

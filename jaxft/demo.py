@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+
+from jaxft.cli import ArgumentParser, entry_point
+from jaxft.errors import ConfigError
 
 
 def run_demo(model_source: str = "smollm2-135m-instruct-q4", n: int = 4, max_new_tokens: int = 160,
              data_dir: str | None = None, out=sys.stdout) -> list[dict]:
-    from jaxft.data.tasks import load_task
+    from jaxft.data.tasks import get_task, load_task
     from jaxft.eval.generate import DecodeSettings, GenerationStats, generate
     from jaxft.eval.scoring import is_correct
     from jaxft.models import load_model
@@ -23,7 +25,7 @@ def run_demo(model_source: str = "smollm2-135m-instruct-q4", n: int = 4, max_new
                     stats=stats)
     rows = []
     for ex, g in zip(examples, gens):
-        ok = is_correct("gsm8k", g.text, ex.answer)
+        ok = is_correct(get_task("gsm8k").scorer, g.text, ex.answer)
         rows.append({"question": ex.question, "generation": g.text, "reference": ex.answer, "correct": ok})
         print(f"\n=== {ex.id}\nQ: {ex.question}\nA: {g.text.strip()}\nreference: {ex.answer}  "
               f"correct: {ok}", file=out)
@@ -32,17 +34,20 @@ def run_demo(model_source: str = "smollm2-135m-instruct-q4", n: int = 4, max_new
     return rows
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
+@entry_point()
+def main(argv: list[str]) -> None:
+    ap = ArgumentParser(prog="python -m jaxft.demo", description=__doc__)
     ap.add_argument("--model", default="smollm2-135m-instruct-q4")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max_new_tokens", type=int, default=160)
     ap.add_argument("--data_dir", default=None)
     args = ap.parse_args(argv)
+    if args.n < 1 or args.max_new_tokens < 1:
+        raise ConfigError(f"--n={args.n} and --max_new_tokens={args.max_new_tokens} must be >= 1")
     t0 = time.time()
     run_demo(args.model, args.n, args.max_new_tokens, args.data_dir)
     print(f"total {time.time() - t0:.1f}s")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """`python -m jaxft.export --checkpoint=DIR --out=OUT --format=merged|peft|gguf [--base=SOURCE]`.
 
-DIR is a jaxft training workdir (config.json + checkpoints/: the latest step, or --step), a PEFT
+DIR is a jaxft training workdir (jaxft_config.json + checkpoints/: the latest step, or --step), a PEFT
 adapter directory (adapter_config.json; its base model comes from --base or
 base_model_name_or_path) or an HF model directory (re-exported as merged or gguf). --format=gguf
 writes one llama.cpp file (--quant=f32|f16|q8_0, adapters merged in float32; an existing file is
@@ -14,14 +14,15 @@ import json
 import os
 import sys
 
-from jaxft.errors import ConfigError, JaxftError
+from jaxft.cli import ArgumentParser, entry_point
+from jaxft.errors import ConfigError
 from jaxft.models import load_model
 from jaxft.peft.export import (ADAPTER_CONFIG, export_merged, export_peft, load_peft_adapter,
                                read_adapter_config)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m jaxft.export", description=__doc__.split("\n\n")[1])
+    p = ArgumentParser(prog="python -m jaxft.export", description=__doc__.split("\n\n")[1])
     p.add_argument("--checkpoint", required=True,
                    help="training workdir, PEFT adapter directory or HF model directory")
     p.add_argument("--step", type=int, default=None, help="checkpoint step of a training workdir (default: latest)")
@@ -38,9 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def source_config(source: str) -> dict | None:
     """The base's own config.json, so a merged export keeps its extra fields."""
-    path = os.path.join(source, "config.json")
-    if not os.path.isfile(path):
+    from jaxft.rundir import HF_CONFIG, dir_kind
+
+    if dir_kind(source) != "hf":
         return None
+    path = os.path.join(source, HF_CONFIG)
     with open(path) as f:
         return json.load(f)
 
@@ -78,7 +81,7 @@ def export_workdir(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> str:
     ckpt = args.checkpoint
-    from jaxft.train.restore import is_training_workdir
+    from jaxft.rundir import CONFIG, dir_kind
 
     if args.format == "gguf":  # fail on a bad --quant or an existing --out before loading anything
         from jaxft.export_gguf import check_export_args
@@ -87,9 +90,10 @@ def run(args: argparse.Namespace) -> str:
     elif args.quant is not None:
         raise ConfigError(f"--quant={args.quant!r} applies to --format=gguf only (got --format={args.format})")
 
-    if is_training_workdir(ckpt):
+    kind = dir_kind(ckpt)
+    if kind == "workdir":
         return export_workdir(args)
-    if os.path.isfile(os.path.join(ckpt, ADAPTER_CONFIG)):
+    if kind == "adapter":
         cfg = read_adapter_config(ckpt)
         base = args.base or cfg.get("base_model_name_or_path")
         if not base:
@@ -99,24 +103,19 @@ def run(args: argparse.Namespace) -> str:
         if args.format == "peft":
             return export_peft(model, args.out, base_model=base)
         return write_export(args, model, tokenizer, base)
-    if os.path.isfile(os.path.join(ckpt, "config.json")):
+    if kind == "hf":
         if args.format == "peft":
             raise ConfigError(f"{ckpt} is a plain HF model directory: it has no adapters to export as peft")
         model, tokenizer = load_model(ckpt, param_dtype="float32")
         return write_export(args, model, tokenizer, ckpt)
-    raise ConfigError(f"{ckpt}: neither a training workdir (config.json + checkpoints/), a PEFT adapter "
+    raise ConfigError(f"{ckpt}: neither a training workdir ({CONFIG} + checkpoints/), a PEFT adapter "
                       f"directory ({ADAPTER_CONFIG}) nor an HF model directory (config.json)")
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point()
+def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    try:
-        out = run(args)
-    except JaxftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.format} export to {out}")
-    return 0
+    print(f"wrote {args.format} export to {run(args)}")
 
 
 if __name__ == "__main__":

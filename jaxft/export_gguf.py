@@ -9,13 +9,13 @@ its destination and renamed into place: a failure leaves nothing behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxft.atomic import atomic_path
 from jaxft.errors import ConfigError, UnsupportedConfigError, WeightLoadError
 from jaxft.gguf_vocab import gguf_vocab, write_vocab
 from jaxft.models.config import ModelConfig
@@ -152,11 +152,7 @@ def export_gguf(model: Any, tokenizer: Any, out_path: str, *, quant: str = "f16"
     plain = _float32_plain(model)
 
     out_path = os.path.abspath(out_path)
-    folder = os.path.dirname(out_path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(out_path)}.tmp-")
-    os.close(fd)
-    try:
+    with atomic_path(out_path) as tmp:
         writer = GGUFWriter(tmp, cfg.family)
         _write_metadata(writer, cfg, name or os.path.splitext(os.path.basename(out_path))[0], quant)
         write_vocab(writer, vocab)
@@ -167,12 +163,4 @@ def export_gguf(model: Any, tokenizer: Any, out_path: str, *, quant: str = "f16"
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file(progress=False)
         writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the export private
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out_path

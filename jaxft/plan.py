@@ -1,4 +1,4 @@
-"""`python -m jaxft.plan --config=configs/X.py --devices=v5e-8 [--config.k=v ...] [--json]`
+"""`python -m jaxft.plan --config=configs/X.py[:arg] --devices=v5e-8 [--config.k=v ...] [--json]`
 `python -m jaxft.plan --fits --devices=rtx4090x1[,t4x1] [--study_config=configs/study.py]
  [--models=a,b] [--json]`
 
@@ -17,7 +17,8 @@ import json
 import os
 import sys
 
-from jaxft.errors import ConfigError, JaxftError
+from jaxft.cli import entry_point
+from jaxft.errors import ConfigError
 from jaxft.train import memory as mem
 
 _ROWS = [("parameters", "parameters"), ("gradients", "gradients"), ("optimizer", "optimizer state"),
@@ -26,30 +27,15 @@ _ROWS = [("parameters", "parameters"), ("gradients", "gradients"), ("optimizer",
          ("recompute", "remat recompute"), ("batch", "batch")]
 
 
-def parse(argv: list[str]):
-    from jaxft.train.config import apply_override, load_config_file, validate
+DEVICES_HINT = "DEVICES (e.g. v5e-8, v4-8, v5p-8, h100x8, a100x8, cpux8)"
 
-    config_path, devices, as_json, overrides = None, None, False, []
-    for arg in argv:
-        if arg == "--json":
-            as_json = True
-        elif arg.startswith("--config="):
-            config_path = arg.split("=", 1)[1]
-        elif arg.startswith("--devices="):
-            devices = arg.split("=", 1)[1]
-        elif arg.startswith("--config.") and "=" in arg:
-            overrides.append(arg[len("--config."):].split("=", 1))
-        else:
-            raise ConfigError(f"argument {arg!r}: expected --config=, --devices=, --config.KEY=VALUE or --json")
-    if config_path is None:
-        raise ConfigError("missing --config=path/to/config.py")
-    if devices is None:
-        raise ConfigError("missing --devices= (e.g. v5e-8, v4-8, v5p-8, h100x8, a100x8, cpux8)")
-    c = load_config_file(config_path)
-    for dotted, raw in overrides:
-        apply_override(c, dotted, raw)
-    validate(c)
-    return c, config_path, mem.parse_devices(devices), as_json
+
+def parse(argv: list[str]):
+    from jaxft.train.config import parse_command_line
+
+    cl = parse_command_line(argv, usage="expected --config=, --devices=, --config.KEY=VALUE or --json",
+                            flags=("devices",), switches=("json",), required={"devices": DEVICES_HINT})
+    return cl.config, cl.config_path, mem.parse_devices(cl.flags["devices"]), "json" in cl.switches
 
 
 def plan(c, hw: mem.Hardware) -> dict:
@@ -117,7 +103,8 @@ def default_study_config() -> str:
 
 def fits_rows(hw: mem.Hardware, study_config: str | None = None, models: list[str] | None = None) -> list[dict]:
     """One row per (model, fine-tuning method) of the study: peak, fits, largest micro-batch."""
-    from jaxft.study import FINETUNES, _train_config  # the study's own settings, overrides included
+    from jaxft.peft.methods import METHODS
+    from jaxft.study import _train_config  # the study's own settings, overrides included
     from jaxft.train.config import load_config_file, validate
 
     path = study_config or default_study_config()
@@ -131,7 +118,7 @@ def fits_rows(hw: mem.Hardware, study_config: str | None = None, models: list[st
         raise ConfigError(f"--models: {', '.join(unknown)} not in {path} (allowed: {', '.join(known)})")
     rows = []
     for model in chosen:
-        for method in [m for m in study.methods if m in FINETUNES]:
+        for method in [m for m in study.methods if m in METHODS]:
             c = _train_config(study, model, method)
             validate(c)
             p = plan(c, hw)
@@ -214,29 +201,19 @@ def parse_fits(argv: list[str]):
     return [mem.parse_devices(d) for d in devices.split(",") if d], study_config, models, as_json
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    try:
-        if "--fits" in argv:
-            hws, study_config, models, as_json = parse_fits(argv)
-            tables = [(hw, fits_rows(hw, study_config, models)) for hw in hws]
-        else:
-            c, path, hw, as_json = parse(argv)
-            p = plan(c, hw)
-    except JaxftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+@entry_point(__doc__)
+def main(argv: list[str]) -> None:
     if "--fits" in argv:
+        hws, study_config, models, as_json = parse_fits(argv)
+        tables = [(hw, fits_rows(hw, study_config, models)) for hw in hws]
         if as_json:
             print(json.dumps([r for _, rows in tables for r in rows], indent=2))
         else:
             print("\n".join(render_fits(rows, hw, study_config) for hw, rows in tables).rstrip())
-        return 0
+        return
+    c, path, hw, as_json = parse(argv)
+    p = plan(c, hw)
     print(json.dumps(p, indent=2) if as_json else render(p, path))
-    return 0
 
 
 if __name__ == "__main__":

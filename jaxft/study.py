@@ -14,34 +14,36 @@ import os
 import sys
 import time
 
-from jaxft.errors import ConfigError, JaxftError
+from jaxft.atomic import write_atomic
+from jaxft.cli import entry_point
+from jaxft.errors import ConfigError
+from jaxft.peft.methods import METHODS
 
-BASELINES = {"zero-shot": 0, "5-shot": 5}
-FINETUNES = ("full", "lora", "dora")
+BASELINES = {"zero-shot": 0, "5-shot": 5}  # evaluation-only methods: shots of the few-shot prompt
 
 
 def _train_config(study, model_key: str, method: str):
-    from jaxft.train.config import apply_override, load_config_file
+    """The model's config as `python -m jaxft.train` would read it with the study's overrides: the method,
+    then train_overrides, then the method's learning rate from study.learning_rates if given (else the
+    config's own, or the method's protocol rate when the config leaves it at 0.0)."""
+    from jaxft.train.config import load_config_file
 
     path = study.model_configs[model_key].format(method=method)
     if not os.path.isabs(path):
         path = os.path.join(study.config_root, path)
-    c = load_config_file(path)
-    c.method = method
-    for key, value in study.train_overrides.items():
-        apply_override(c, key, str(value))
+    overrides = [("method", method), *((key, str(value)) for key, value in study.train_overrides.items())]
     if method in study.get("learning_rates", {}):  # the study's protocol differs per method
-        c.optim.learning_rate = float(study.learning_rates[method])
-    return c
+        overrides.append(("optim.learning_rate", repr(float(study.learning_rates[method]))))
+    return load_config_file(path, overrides)
 
 
 def _eval_cell(study, model, tok, model_name: str, bench: str, shots: int, out: str, seed: int,
                identity: dict) -> dict:
-    from jaxft.eval.runner import EvalSettings, evaluate
+    from jaxft.eval.runner import evaluate
+    from jaxft.eval.settings import eval_settings_from
 
-    settings = EvalSettings(task=bench, split="test", shots=shots, template=study.eval.template,
-                            limit=study.eval.limits.get(bench) or None, batch_size=study.eval.batch_size,
-                            max_new_tokens=study.eval.max_new_tokens, data_dir=study.data_dir or None, seed=seed)
+    settings = eval_settings_from(study.eval, task=bench, split="test", shots=shots,
+                                  limit=study.eval.limits.get(bench) or None, data_dir=study.data_dir, seed=seed)
     # A cell killed mid-evaluation continues; one left by other settings or weights is redone.
     return evaluate(model, tok, settings, output_dir=out, model_name=model_name, progress=study.progress,
                     if_changed="restart", identity=identity)
@@ -49,46 +51,45 @@ def _eval_cell(study, model, tok, model_name: str, bench: str, shots: int, out: 
 
 def run_study(study, workdir: str, *, log=print) -> list[dict]:
     """Run every missing cell of the grid; returns one record per cell (ran or skipped)."""
-    from jaxft.models import load_model
+    from jaxft.data.tasks import TASKS
+    from jaxft.rundir import StudyCell, study_file
+    from jaxft.run_setup import build_model
     from jaxft.train.config import weights_fingerprint
-    from jaxft.train.loop import build_model, train
+    from jaxft.train.loop import train
     from jaxft.train.restore import restore_model
 
-    unknown = [m for m in study.methods if m not in BASELINES and m not in FINETUNES]
+    unknown = [m for m in study.methods if m not in BASELINES and m not in METHODS]
     if unknown:
         raise ConfigError(f"study.methods: unknown method {unknown[0]!r}; allowed: "
-                          f"{', '.join([*BASELINES, *FINETUNES])}")
-    unknown = [m for m in study.get("learning_rates", {}) if m not in FINETUNES]
+                          f"{', '.join([*BASELINES, *METHODS])}")
+    unknown = [m for m in study.get("learning_rates", {}) if m not in METHODS]
     if unknown:
-        raise ConfigError(f"study.learning_rates: unknown method {unknown[0]!r}; allowed: {', '.join(FINETUNES)}")
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "study.json.tmp"), "w") as f:
-        json.dump({"models": list(study.models), "methods": list(study.methods),
-                   "benchmarks": list(study.benchmarks), "sample_ids": study.sample_ids.to_dict()}, f, indent=2)
-    os.replace(os.path.join(workdir, "study.json.tmp"), os.path.join(workdir, "study.json"))
+        raise ConfigError(f"study.learning_rates: unknown method {unknown[0]!r}; allowed: {', '.join(METHODS)}")
+    unknown = [b for b in study.benchmarks if b not in TASKS]
+    if unknown:
+        raise ConfigError(f"study.benchmarks: unknown task {unknown[0]!r}; allowed: {', '.join(TASKS)}")
+    write_atomic(study_file(workdir), json.dumps({"models": list(study.models), "methods": list(study.methods),
+                                                  "benchmarks": list(study.benchmarks),
+                                                  "sample_ids": study.sample_ids.to_dict()}, indent=2))
     cells = []
     for model_key in study.models:
         for method in study.methods:
-            run_dir = os.path.join(workdir, model_key, method)
-            todo = [b for b in study.benchmarks
-                    if not os.path.isfile(os.path.join(run_dir, "eval", b, "metrics.json"))]
+            cell = StudyCell(workdir, model_key, method)
+            todo = [b for b in study.benchmarks if not cell.evaluated(b)]
             for b in study.benchmarks:
                 if b not in todo:
                     cells.append({"model": model_key, "method": method, "benchmark": b, "status": "skipped"})
             if not todo:
                 log(f"[study] {model_key}/{method}: all cells done, skipped")
                 continue
-            c = _train_config(study, model_key, method if method in FINETUNES else "full")
+            c = _train_config(study, model_key, method if method in METHODS else "full")
             identity = {"method": method, "config_sha256": weights_fingerprint(c)}  # before train() resolves c
             if method in BASELINES:
-                if c.model == "random":
-                    model, tok = build_model(c)
-                else:
-                    model, tok = load_model(c.model, dtype=c.compute_dtype)
+                model, tok = build_model(c)
                 shots = BASELINES[method]
             else:
-                train_dir = os.path.join(run_dir, "train")
-                if not os.path.isfile(os.path.join(train_dir, "summary.json")):
+                train_dir = cell.train.root
+                if not cell.train.is_finished():
                     log(f"[study] {model_key}/{method}: training in {train_dir}")
                     c.eval.final = False
                     train(c, train_dir, progress=study.progress)
@@ -96,7 +97,7 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
                 shots = 0
             for bench in todo:
                 t0 = time.time()
-                m = _eval_cell(study, model, tok, c.model, bench, shots, os.path.join(run_dir, "eval", bench), c.seed,
+                m = _eval_cell(study, model, tok, c.model, bench, shots, cell.eval_dir(bench), c.seed,
                                identity)
                 log(f"[study] {model_key}/{method}/{bench}: exact match {m['exact_match']:.1f}% "
                     f"(n={m['n']}, {time.time() - t0:.0f}s)")
@@ -105,26 +106,16 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
     return cells
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from jaxft.train.config import apply_override, load_config_file
+@entry_point(__doc__)
+def main(argv: list[str]) -> None:
+    from jaxft.train.config import parse_command_line
 
-    try:
-        opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
-        bad = [a for a in argv if not (a.startswith("--") and "=" in a)]
-        if bad or "config" not in opts or "workdir" not in opts:
-            raise ConfigError("usage: python -m jaxft.study --config=configs/study.py --workdir=DIR "
-                              "[--config.KEY=VALUE ...]")
-        study = load_config_file(opts["config"])
-        study.config_root = os.path.dirname(os.path.dirname(os.path.abspath(opts["config"])))
-        for k, v in opts.items():
-            if k.startswith("config."):
-                apply_override(study, k[len("config."):], v)
-        run_study(study, opts["workdir"])
-    except JaxftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    cl = parse_command_line(argv, flags=("workdir",), required={"workdir": "DIR"}, training=False,
+                            usage="expected --config=configs/study.py --workdir=DIR [--config.KEY=VALUE ...]")
+    study = cl.config
+    if not study.get("config_root"):  # model_configs paths are relative to the study config's repository
+        study.config_root = os.path.dirname(os.path.dirname(os.path.abspath(cl.config_path)))
+    run_study(study, cl.flags["workdir"])
 
 
 if __name__ == "__main__":

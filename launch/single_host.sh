@@ -7,7 +7,7 @@ usage() {
   cat <<'USAGE'
 usage: launch/single_host.sh --config=configs/X.py --workdir=DIR [options] [-- TRAIN_FLAGS]
 
-  --config=PATH   config file                                               (required)
+  --config=PATH   config file[:ARG]                                         (required)
   --workdir=DIR   run directory                                             (required)
   --gpus=LIST     GPUs to use, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES; default: all)
   --python=BIN    python to run (default: python3)
@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 opt_config='' opt_workdir='' opt_gpus='' opt_python=python3
 parse_args 'config workdir gpus python' '' "$@"
 require_opts config workdir
-[[ -f $opt_config ]] || die "config '$opt_config' not found"
+[[ -f ${opt_config%%:*} ]] || die "config '${opt_config%%:*}' not found"
 [[ -z $opt_gpus || $opt_gpus =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--gpus=$opt_gpus: expected a list like 0,1,2,3"
 
 CMD=("$opt_python" -m jaxft.train --config="$opt_config" --workdir="$opt_workdir" ${EXTRA[@]+"${EXTRA[@]}"})

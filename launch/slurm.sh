@@ -7,7 +7,7 @@ usage() {
   cat <<'USAGE'
 usage: launch/slurm.sh --config=configs/X.py --workdir=DIR --nodes=N [options] [-- TRAIN_FLAGS]
 
-  --config=PATH         config file                                               (required)
+  --config=PATH         config file[:ARG]                                         (required)
   --workdir=DIR         run directory on a filesystem all nodes share             (required)
   --nodes=N             number of nodes                                           (required)
   --gpus-per-node=G     GPUs per node (default: 8)
@@ -27,7 +27,7 @@ opt_config='' opt_workdir='' opt_nodes='' opt_gpus_per_node=8 opt_mode=per-gpu
 opt_partition='' opt_time='' opt_account='' opt_python=python3
 parse_args 'config workdir nodes gpus-per-node mode partition time account python' 'srun=SRUN' "$@"
 require_opts config workdir nodes
-[[ -f $opt_config ]] || die "config '$opt_config' not found"
+[[ -f ${opt_config%%:*} ]] || die "config '${opt_config%%:*}' not found"
 [[ $opt_nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes=$opt_nodes: expected a positive integer"
 [[ $opt_gpus_per_node =~ ^[1-9][0-9]*$ ]] || die "--gpus-per-node=$opt_gpus_per_node: expected a positive integer"
 

@@ -9,7 +9,7 @@ usage: launch/tpu_pod.sh --tpu-name=NAME --zone=ZONE --config=configs/X.py --wor
 
   --tpu-name=NAME          TPU VM (or queued resource) name                           (required)
   --zone=ZONE              e.g. us-west4-a                                            (required)
-  --config=PATH            config file, relative to the repo root                     (required)
+  --config=PATH            config file[:ARG], relative to the repo root               (required)
   --workdir=DIR            run directory; must be shared by all workers (NFS, gcsfuse) (required)
   --create                 create the TPU VM first (needs --accelerator-type, --version)
   --queued                 create it through a queued resource and wait until ACTIVE (same needs)
@@ -32,7 +32,7 @@ parse_args 'tpu-name zone config workdir accelerator-type version project repo-d
   'create=CREATE queued=QUEUED setup=SETUP spot=SPOT' "$@"
 
 require_opts tpu-name zone config workdir
-[[ -f $ROOT/$opt_config ]] || die "config '$opt_config' not found under $ROOT (give it relative to the repo root)"
+[[ -f $ROOT/${opt_config%%:*} ]] || die "config '${opt_config%%:*}' not found under $ROOT (give it relative to the repo root)"
 ((CREATE && QUEUED)) && die "--create and --queued exclude each other"
 if ((CREATE || QUEUED)); then
   [[ -n $opt_accelerator_type ]] || die "missing --accelerator-type (needed to create the TPU)"

@@ -11,7 +11,7 @@ usage: launch/xpk_gke.sh --cluster=C --workload=W --tpu-type=T --config=configs/
   --cluster=NAME            xpk/GKE cluster                                        (required)
   --workload=NAME           workload (job) name, lowercase letters, digits and -    (required)
   --tpu-type=TYPE           e.g. v5litepod-16, v4-32, v5p-64                       (required)
-  --config=PATH             config file, relative to the repo root                 (required)
+  --config=PATH             config file[:ARG], relative to the repo root           (required)
   --workdir=DIR             run directory all pods share (e.g. a gcsfuse/Filestore mount) (required)
   --docker-image=IMG        image that already holds jaxft and jax[tpu]; or
   --base-docker-image=IMG   image with jax[tpu]; xpk adds this repo (--script-dir) and the job installs it
@@ -29,7 +29,7 @@ opt_base_docker_image='' opt_num_slices=1 opt_project='' opt_zone='' opt_python=
 parse_args 'cluster workload tpu-type config workdir docker-image base-docker-image num-slices project zone python' \
   '' "$@"
 require_opts cluster workload tpu-type config workdir
-[[ -f $ROOT/$opt_config ]] || die "config '$opt_config' not found under $ROOT (give it relative to the repo root)"
+[[ -f $ROOT/${opt_config%%:*} ]] || die "config '${opt_config%%:*}' not found under $ROOT (give it relative to the repo root)"
 [[ $opt_workload =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]] ||
   die "--workload=$opt_workload: use lowercase letters, digits and -"
 if [[ -n $opt_docker_image && -n $opt_base_docker_image ]] || [[ -z $opt_docker_image$opt_base_docker_image ]]; then

@@ -7,6 +7,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests/hf_tiny.py helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATA), reason="shared/data not present")
 
 
 @pytest.fixture(scope="session")

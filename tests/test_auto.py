@@ -58,7 +58,9 @@ def test_planner_counts_the_attention_auto_picks():
     p_xla = plan(c, hw)
     assert p_auto["attention"] == "cudnn" and p_xla["attention"] == "xla"
     assert any("attention=auto -> cudnn" in line for line in p_auto["auto"])
-    cfg = mem.model_config(c)
+    from jaxft.run_setup import model_config
+
+    cfg = model_config(c)
     scores = cfg.num_hidden_layers * 8 * 2048 * cfg.num_attention_heads * 2048 * (4 + 2)
     assert p_xla["terms"]["activations"] - p_auto["terms"]["activations"] == scores
 

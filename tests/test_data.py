@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from conftest import SHARED_DATA, needs_shared
 from jaxft.data import tasks
 from jaxft.data.tasks import (
     DEFAULT_DATA_DIR_ENV,
@@ -20,12 +21,9 @@ from jaxft.data.tasks import (
 from jaxft.errors import DataError
 from jaxft.eval.math_normalize import normalize_math_answer
 
-SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="shared/data not present")
-
 
 def raw_rows(task, split):
-    with open(os.path.join(SHARED, task, f"{split}.jsonl"), encoding="utf-8") as f:
+    with open(os.path.join(SHARED_DATA, task, f"{split}.jsonl"), encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
@@ -53,7 +51,7 @@ def no_hub(monkeypatch):
     ("svamp", "train", 700), ("math", "test", 5000), ("math500", "test", 500),
 ])
 def test_local_split_counts(task, split, count):
-    examples = load_task(task, split, data_dir=SHARED)
+    examples = load_task(task, split, data_dir=SHARED_DATA)
     assert len(examples) == count
     assert [e.index for e in examples] == list(range(count))
     assert len({e.id for e in examples}) == count
@@ -62,8 +60,8 @@ def test_local_split_counts(task, split, count):
 
 def test_default_data_dir_finds_the_shared_folder(monkeypatch):
     monkeypatch.delenv(DEFAULT_DATA_DIR_ENV, raising=False)
-    if os.path.isdir(SHARED):
-        assert os.path.samefile(default_data_dir(), SHARED)
+    if os.path.isdir(SHARED_DATA):
+        assert os.path.samefile(default_data_dir(), SHARED_DATA)
     else:
         assert default_data_dir() is None
 
@@ -71,7 +69,7 @@ def test_default_data_dir_finds_the_shared_folder(monkeypatch):
 @needs_shared
 def test_gsm8k_normalisation_against_raw_file():
     raw = raw_rows("gsm8k", "test")
-    examples = load_task("gsm8k", "test", data_dir=SHARED)
+    examples = load_task("gsm8k", "test", data_dir=SHARED_DATA)
     for row, ex in zip(raw, examples):
         final = row["answer"].split("####")[-1].strip().replace(",", "")
         assert ex.answer == final
@@ -90,7 +88,7 @@ def test_gsm8k_normalisation_against_raw_file():
 @pytest.mark.parametrize("split,first_id", [("train", "chal-777"), ("test", "chal-736")])
 def test_svamp_fields_against_raw_file(split, first_id):
     raw = raw_rows("svamp", split)
-    examples = load_task("svamp", split, data_dir=SHARED)
+    examples = load_task("svamp", split, data_dir=SHARED_DATA)
     assert examples[0].id == first_id  # the ChilleD order, per shared/data/README.md
     for row, ex in zip(raw, examples):
         assert ex.id == row["id"]
@@ -118,7 +116,7 @@ def test_svamp_float_and_capitalised_fields(tmp_path):
 @needs_shared
 def test_math_answer_is_last_boxed():
     raw = raw_rows("math", "test")
-    examples = load_task("math", "test", data_dir=SHARED)
+    examples = load_task("math", "test", data_dir=SHARED_DATA)
     simple = 0
     for row, ex in zip(raw, examples):
         assert ex.solution == row["solution"] and ex.question == row["problem"]
@@ -137,7 +135,7 @@ def test_math_answer_is_last_boxed():
 @needs_shared
 def test_math500_uses_answer_field_which_matches_its_last_box():
     raw = raw_rows("math500", "test")
-    examples = load_task("math500", "test", data_dir=SHARED)
+    examples = load_task("math500", "test", data_dir=SHARED_DATA)
     for row, ex in zip(raw, examples):
         assert ex.answer == row["answer"] and ex.id == row["unique_id"]
         # The official answers agree with our nested-brace box extraction, after normalisation.
@@ -187,7 +185,7 @@ def test_svamp_non_numeric_answer(tmp_path):
 
 
 def test_unknown_task_and_split():
-    with pytest.raises(DataError, match="unknown task 'aime'.*gsm8k, svamp, math, math500, orcamath"):
+    with pytest.raises(DataError, match="unknown task 'aime'.*orcamath, gsm8k, math, math500, svamp"):
         load_task("aime")
     with pytest.raises(DataError, match="'math500' has no split 'train'.*test"):
         load_task("math500", "train")
@@ -286,8 +284,9 @@ def test_answer_from_solution():
                                         ("math500", "test")])
 def test_every_reference_solution_scores_correct(task, split):
     """The solutions the model is trained/prompted on state their answer in the scorer's format."""
+    from jaxft.data.tasks import get_task
     from jaxft.eval.scoring import is_correct
 
-    wrong = [e.id for e in load_task(task, split, data_dir=SHARED)
-             if not is_correct(task, e.solution, e.answer)]
+    scorer = get_task(task).scorer
+    wrong = [e.id for e in load_task(task, split, data_dir=SHARED_DATA) if not is_correct(scorer, e.solution, e.answer)]
     assert wrong == []

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.real
 def test_eval_cli_writes_predictions_and_metrics(tmp_path):
     out = str(tmp_path / "out")
     proc = subprocess.run([sys.executable, "-m", "jaxft.eval", "--model=smollm2-135m-instruct-q4", "--task=gsm8k",
-                           "--shots=0", "--limit=16", "--batch_size=16", "--max_new_tokens=96",
+                           "--shots=0", "--limit=16", "--batch_size=16", "--refill=8", "--max_new_tokens=96",
                            f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     preds = [json.loads(line) for line in open(os.path.join(out, "predictions.jsonl"))]
@@ -25,13 +25,15 @@ def test_eval_cli_writes_predictions_and_metrics(tmp_path):
         assert set(p) >= {"question", "prompt", "generation", "prediction", "reference", "correct"}
         assert p["prompt"].startswith("Question: ") and p["prompt"].endswith("Answer:")
         assert "\nQuestion:" not in p["generation"]  # cut at the stop string
-    from jaxft.eval import is_correct
+    from jaxft.data.tasks import get_task
+    from jaxft.eval.scoring import is_correct
 
-    assert m["correct"] == sum(is_correct("gsm8k", p["generation"], p["reference"]) for p in preds)
+    assert m["correct"] == sum(is_correct(get_task("gsm8k").scorer, p["generation"], p["reference"]) for p in preds)
     assert abs(m["exact_match"] - 100.0 * m["correct"] / 16) < 1e-9
     assert m["ci95"][0] <= m["exact_match"] <= m["ci95"][1]
     assert m["task"] == "gsm8k" and m["shots"] == 0 and m["template"] == "plain"
     assert m["decoding"]["max_new_tokens"] == 96 and m["tokens_per_second"] > 0
+    assert m["decoding"]["refill_group"] == 8  # --refill reached the decoder (its default is batch_size // 4)
 
 
 def test_eval_cli_rejects_bad_input(tmp_path):

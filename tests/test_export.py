@@ -168,7 +168,8 @@ def test_cli_exports_a_training_workdir(method, tmp_path):
     """What jaxft.train saved goes out as merged HF weights (and, for adapters, a PEFT adapter that
     loads back onto a fresh base) with the restored model's logits."""
     from jaxft.train.config import load_config_file
-    from jaxft.train.loop import build_model, train
+    from jaxft.run_setup import build_model
+    from jaxft.train.loop import train
     from jaxft.train.restore import restore_model
 
     c = load_config_file(os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.py"))

@@ -129,3 +129,16 @@ def test_bad_arguments_fail_with_a_message(script, args, message):
 def test_help(script):
     proc = launch(script, "--help")
     assert proc.returncode == 0 and proc.stdout.startswith(f"usage: launch/{script}")
+
+
+@pytest.mark.parametrize("script,args", [
+    ("tpu_pod.sh", ["--tpu-name=ft", "--zone=z"]),
+    ("xpk_gke.sh", ["--cluster=c", "--workload=w", "--tpu-type=v4-8", "--docker-image=i"]),
+    ("slurm.sh", ["--nodes=2"]),
+    ("single_host.sh", []),
+])
+def test_config_with_an_argument_reaches_the_trainer(script, args):
+    """`--config=configs/experiment.py:MODEL,METHOD` (the file exists, the text after ':' is get_config's)."""
+    spec = "configs/experiment.py:gemma-2b,full"
+    out = "\n".join(dry_run(script, *args, f"--config={spec}", "--workdir=/w"))
+    assert f"-m jaxft.train --config={spec} --workdir=/w" in out

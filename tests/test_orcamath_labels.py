@@ -12,11 +12,11 @@ import types
 
 import pytest
 
-from jaxft.data import format_completion, load_task
+from conftest import SHARED_DATA, needs_shared
+from jaxft.data import format_completion, get_task, load_task
 from jaxft.data.orcamath_labels import orcamath_answer
-from jaxft.eval.scoring import is_correct, numbers_equal
-
-SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+from jaxft.eval.numeric import numbers_equal
+from jaxft.eval.scoring import is_correct
 
 AMBIGUOUS = None
 
@@ -214,7 +214,7 @@ def test_reference_answer(text, expected):
     assert orcamath_answer(text) == expected
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED), reason="shared/data not present")
+@needs_shared
 def test_gsm8k_solutions_as_a_proxy():
     """GSM8K bodies (the '#### N' line removed) read like OrcaMath working; their N is known.
 
@@ -222,7 +222,7 @@ def test_gsm8k_solutions_as_a_proxy():
     slips, e.g. a body that computes 27 and a "#### 37"); the last number agrees on 1283.
     """
     agree = wrong = 0
-    rows = [json.loads(line) for line in open(os.path.join(SHARED, "gsm8k", "test.jsonl"))]
+    rows = [json.loads(line) for line in open(os.path.join(SHARED_DATA, "gsm8k", "test.jsonl"))]
     for row in rows:
         body, gold = row["answer"].rsplit("####", 1)
         label = orcamath_answer(re.sub(r"<<[^>]*>>", "", body))
@@ -252,7 +252,7 @@ def test_training_targets(tmp_path):
         else:
             assert not ex.ambiguous and ex.answer == expected, case
             # the target (text + appended sentence, or its own "answer is") scores as its label
-            assert is_correct("orcamath", ex.solution, ex.answer), case
+            assert is_correct(get_task("orcamath").scorer, ex.solution, ex.answer), case
             if case in STATES_ITS_ANSWER:
                 assert ex.solution == text, case
             else:

@@ -14,7 +14,7 @@ from jaxft.errors import ConfigError
 from jaxft.models.config import ModelConfig
 from jaxft.models.params import flat_params
 from jaxft.models.transformer import Transformer
-from jaxft.peft import DEFAULT_TARGETS, apply_peft, merge_params, resolve_targets, split_params
+from jaxft.peft import DEFAULT_TARGETS, METHODS, apply_peft, merge_params, resolve_targets, split_params
 from jaxft.train.optim import decay_mask, make_optimizer
 from jaxft.train.step import loss_fn, make_train_step
 
@@ -41,7 +41,7 @@ def batch(seed: int = 0, b: int = 2, s: int = 16) -> dict:
             "targets": jnp.asarray(ids[:, 1:]), "loss_mask": jnp.asarray(mask)}
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "dora"])
+@pytest.mark.parametrize("method", METHODS)
 def test_gradient_tree_holds_only_trainable_leaves(method):
     graphdef, trainable, frozen = split_params(model_for(method), method)
     grads = jax.eval_shape(jax.grad(loss_fn), trainable, frozen, graphdef, batch(), jax.random.key(0))
@@ -102,7 +102,7 @@ def test_lora_step_needs_less_memory_than_full_step():
     assert lora < 0.6 * full, (lora, full)
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "dora"])
+@pytest.mark.parametrize("method", METHODS)
 def test_steps_reduce_loss_and_leave_frozen_weights_alone(method):
     step, trainable, frozen, opt = compiled_step(method)
     trainable = jax.tree.map(jnp.copy, trainable)  # the step donates it; keep the cached one alive

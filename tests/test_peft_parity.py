@@ -19,7 +19,7 @@ from jaxft.models import load_model, registry_config
 from jaxft.models.params import abstract_model, flat_params, set_params
 from jaxft.models.registry import HF_CONFIGS
 from jaxft.models.transformer import Linear
-from jaxft.peft import DEFAULT_TARGETS, apply_peft, dora_weight_norm, split_params
+from jaxft.peft import DEFAULT_TARGETS, METHODS, apply_peft, dora_weight_norm, split_params
 from jaxft.peft.adapters import keep_mask
 from jaxft.train.step import masked_cross_entropy
 from tests.hf_tiny import make_hf_model
@@ -257,7 +257,7 @@ def _peft_counts(name: str) -> dict[str, int]:
 def test_trainable_parameter_counts_match_peft(name):
     graphdef, state = nnx.split(abstract_model(registry_config(name)))
     want = _peft_counts(name)
-    for method in ("full", "lora", "dora"):
+    for method in METHODS:
         model = apply_peft(nnx.merge(graphdef, state), method, r=8, alpha=32)
         _, trainable, _ = split_params(model, method)
         ours = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(trainable))

@@ -84,17 +84,13 @@ def test_remat_policies_give_the_same_loss_and_grads():
 
     cfg = ModelConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
                       num_attention_heads=4, num_key_value_heads=2, head_dim=16)
-    model = Transformer(cfg, rngs=nnx.Rngs(0))
-    graphdef, trainable, frozen = split_params(model, "full")
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 256, (2, 32))
     batch = {"input_ids": jnp.asarray(ids), "targets": jnp.asarray(np.roll(ids, -1, 1)),
              "loss_mask": jnp.ones((2, 32), jnp.float32)}
 
-    def run(scan, remat):
-        model = nnx.merge(graphdef, trainable, frozen)
-        model.scan_layers, model.remat = scan, remat
-        g, t, f = split_params(model, "full")
+    def run(scan, remat):  # the same seeded weights each time, the options as constructor arguments
+        g, t, f = split_params(Transformer(cfg, rngs=nnx.Rngs(0), scan_layers=scan, remat=remat), "full")
         return jax.jit(jax.value_and_grad(loss_fn), static_argnums=2)(t, f, g, batch, None)
 
     ref_loss, ref_grads = run(False, "none")

@@ -1,10 +1,10 @@
 """Few-shot selection, prompt templates and training targets."""
 
 import json
-import os
 
 import pytest
 
+from conftest import SHARED_DATA, needs_shared
 from jaxft.data import (
     STOP_STRINGS,
     TEMPLATES,
@@ -14,11 +14,9 @@ from jaxft.data import (
     load_task,
     select_shots,
 )
+from jaxft.data.tasks import get_task
 from jaxft.errors import ConfigError, DataError
 from jaxft.eval.scoring import is_correct
-
-SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="shared/data not present")
 
 Q1 = Example("gsm8k", "train", 0, "a", "One plus one?", "1 + 1 = 2.\nThe answer is 2.", "2")
 Q2 = Example("gsm8k", "train", 1, "b", "Two times three?", "2 * 3 = 6.\nThe answer is 6.", "6")
@@ -57,7 +55,7 @@ def test_completion_continues_the_prompt_and_scores_correct():
     text = build_prompt(TARGET, shots=[Q1]) + completion
     assert text.endswith("Answer: 10 - 4 = 6.\nThe answer is 6.")
     # what the model would emit past the stop string is ignored by the scorer
-    assert is_correct("gsm8k", completion + "\n\nQuestion: Five?\nAnswer: The answer is 5.", "6")
+    assert is_correct(get_task("gsm8k").scorer, completion + "\n\nQuestion: Five?\nAnswer: The answer is 5.", "6")
     assert format_completion(TARGET, template="chat") == TARGET.solution
 
 
@@ -92,38 +90,38 @@ def test_stop_strings_cover_every_template():
 @needs_shared
 @pytest.mark.parametrize("task", ["gsm8k", "svamp", "math500"])
 def test_shots_are_seeded_and_sized(task):
-    a = select_shots(task, 4, seed=0, data_dir=SHARED)
-    b = select_shots(task, 4, seed=0, data_dir=SHARED)
-    c = select_shots(task, 4, seed=1, data_dir=SHARED)
+    a = select_shots(task, 4, seed=0, data_dir=SHARED_DATA)
+    b = select_shots(task, 4, seed=0, data_dir=SHARED_DATA)
+    c = select_shots(task, 4, seed=1, data_dir=SHARED_DATA)
     assert len(a) == 4 and len({e.id for e in a}) == 4
     assert [e.id for e in a] == [e.id for e in b]
     assert [e.id for e in a] != [e.id for e in c]
-    assert select_shots(task, 0, data_dir=SHARED) == []
-    assert len(select_shots(task, 7, seed=2, data_dir=SHARED)) == 7
+    assert select_shots(task, 0, data_dir=SHARED_DATA) == []
+    assert len(select_shots(task, 7, seed=2, data_dir=SHARED_DATA)) == 7
 
 
 @needs_shared
 @pytest.mark.parametrize("task", ["gsm8k", "svamp"])
 def test_shots_come_from_train_never_from_the_evaluated_split(task):
-    evaluated = load_task(task, "test", data_dir=SHARED)
+    evaluated = load_task(task, "test", data_dir=SHARED_DATA)
     questions = {e.question for e in evaluated}
     for seed in range(3):
-        shots = select_shots(task, 5, seed=seed, data_dir=SHARED)
+        shots = select_shots(task, 5, seed=seed, data_dir=SHARED_DATA)
         assert all(s.split == "train" and s.question not in questions for s in shots)
 
 
 @needs_shared
 def test_math500_shots_exclude_math500_problems():
-    evaluated = {e.question.strip() for e in load_task("math500", data_dir=SHARED)}
+    evaluated = {e.question.strip() for e in load_task("math500", data_dir=SHARED_DATA)}
     for seed in range(5):
-        shots = select_shots("math500", 8, seed=seed, data_dir=SHARED)
+        shots = select_shots("math500", 8, seed=seed, data_dir=SHARED_DATA)
         assert all(s.task == "math" and s.question.strip() not in evaluated for s in shots)
 
 
 @needs_shared
 def test_exclude_ids_replace_only_the_excluded_shot():
-    shots = select_shots("gsm8k", 4, seed=0, data_dir=SHARED)
-    again = select_shots("gsm8k", 4, seed=0, data_dir=SHARED, exclude_ids={shots[1].id})
+    shots = select_shots("gsm8k", 4, seed=0, data_dir=SHARED_DATA)
+    again = select_shots("gsm8k", 4, seed=0, data_dir=SHARED_DATA, exclude_ids={shots[1].id})
     assert shots[1].id not in {e.id for e in again}
     assert [e.id for e in again[:3]] == [shots[0].id, shots[2].id, shots[3].id]
 
@@ -131,8 +129,8 @@ def test_exclude_ids_replace_only_the_excluded_shot():
 @needs_shared
 @pytest.mark.parametrize("task", ["gsm8k", "svamp", "math500"])
 def test_shot_solutions_end_with_what_the_scorer_reads(task):
-    for shot in select_shots(task, 10, seed=0, data_dir=SHARED):
-        assert is_correct(task, shot.solution, shot.answer)
+    for shot in select_shots(task, 10, seed=0, data_dir=SHARED_DATA):
+        assert is_correct(get_task(task).scorer, shot.solution, shot.answer)
 
 
 def test_math_shots_need_math_train(tmp_path, monkeypatch):

@@ -373,9 +373,8 @@ def test_predictions_must_agree_with_counts(tmp_path):
 def test_cli_exit_codes(tmp_path, capsys):
     assert main(["--runs", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "runs directory not found" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        main(["--out", str(tmp_path / "o")])  # --runs missing
-    assert e.value.code == 2
+    assert main(["--out", str(tmp_path / "o")]) == 2  # --runs missing: argparse's error, one line
+    assert capsys.readouterr().err.startswith("error: the following arguments are required: --runs (usage: ")
     _one_cell(str(tmp_path / "bad"), metrics="not json")
     assert main(["--runs", str(tmp_path / "bad"), "--out", str(tmp_path / "o")]) == 1
     assert "metrics.json" in capsys.readouterr().err
@@ -396,3 +395,15 @@ def test_python_dash_m_writes_a_report(tmp_path):
          "throughput.csv", "throughput.tex", "repetition.md", "samples.md",
          "exact_match_gsm8k.png"])
     assert "50.0 [" in (out / "results.md").read_text()
+
+
+def test_throughput_rows_mark_runs_that_shared_the_machine():
+    from jaxft.report.tables import SHARED_LOAD_PER_CPU, machine_state, throughput_md
+
+    assert machine_state({"host_load": 2.4, "host_cpus": 2}) == "quiet"
+    assert machine_state({"host_load": SHARED_LOAD_PER_CPU * 2 + 0.5, "host_cpus": 2}).startswith("shared (load 3.5")
+    assert machine_state({}) == "unknown"  # runs from before the load was recorded
+    row = {"model": "m", "method": "lora", "runtime_seconds": 10.0, "samples_per_second": 1.0,
+           "tokens_per_second": 200.0, "trainable_params": 10, "total_params": 100, "speedup_vs_full": None,
+           "machine": "shared (load 4.1 on 2 CPUs)"}
+    assert "| shared (load 4.1 on 2 CPUs) |" in throughput_md([row])

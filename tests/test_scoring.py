@@ -5,9 +5,20 @@ import time
 
 import pytest
 
-from jaxft.eval import math_normalize
+from jaxft.data.tasks import get_task
+from jaxft.errors import ConfigError, DataError
+from jaxft.eval import math_normalize, scoring
 from jaxft.eval.math_normalize import last_boxed, math_equiv, normalize_math_answer
-from jaxft.eval.scoring import extract_answer, is_correct
+
+
+# The cases name tasks; the scorer is the one the task registry names for each, as the evaluator uses it.
+def is_correct(task, generation, reference):
+    return scoring.is_correct(get_task(task).scorer, generation, reference)
+
+
+def extract_answer(task, generation):
+    return scoring.extract_answer(get_task(task).scorer, generation)
+
 
 # (task, generation, reference, expected)
 NUMERIC_CASES = [
@@ -129,11 +140,6 @@ MATH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("task,generation,reference,expected", NUMERIC_CASES + MATH_CASES)
-def test_is_correct(task, generation, reference, expected):
-    assert is_correct(task, generation, reference) is expected
-
-
 @pytest.mark.parametrize("task,generation,expected", [
     ("gsm8k", "The answer is $1,080.", "1080"),
     ("gsm8k", "The answer is -2.50 dollars", "-2.5"),
@@ -146,11 +152,13 @@ def test_extract_answer(task, generation, expected):
     assert extract_answer(task, generation) == expected
 
 
-def test_unknown_task_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="gsm8k.*math500.*orcamath"):
-        is_correct("aime", "The answer is 3", "3")
-    with pytest.raises(ValueError, match="unknown task"):
-        extract_answer("aime", "3")
+def test_unknown_scorer_or_task_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match="unknown scorer 'gsm8k'; expected one of: numeric, math"):
+        scoring.is_correct("gsm8k", "The answer is 3", "3")
+    with pytest.raises(ConfigError, match="unknown scorer"):
+        scoring.extract_answer("aime", "3")
+    with pytest.raises(DataError, match="unknown task 'aime'.*gsm8k.*math500"):
+        get_task("aime")
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -303,6 +311,7 @@ def test_math_answer_classes(generation, reference, expected):
     assert is_correct("math", generation, reference) is expected
 
 
-@pytest.mark.parametrize("task,generation,reference,expected", JUSTIFIED_STATEMENTS + NUMERIC_SHAPES)
-def test_statement_classes(task, generation, reference, expected):
+@pytest.mark.parametrize("task,generation,reference,expected",
+                         NUMERIC_CASES + MATH_CASES + JUSTIFIED_STATEMENTS + NUMERIC_SHAPES)
+def test_is_correct(task, generation, reference, expected):
     assert is_correct(task, generation, reference) is expected

@@ -116,6 +116,8 @@ def test_one_epoch_in_the_loop_metrics_and_summary(tmp_path):
     assert [r["examples"] for r in rows] == [8, 8, 8]
     assert [round(r["epoch"], 6) for r in rows] == [round(1 / 3, 6), round(2 / 3, 6), 1.0]
     assert summary["examples"] == 24 and summary["epochs"] == 1.0 and summary["steps"] == 3
+    # the host's load over the timed steps (steps 2-3), for the report's shared-machine mark
+    assert summary["host_cpus"] == os.cpu_count() and summary["host_load"] >= 0.0
     with open(os.path.join(w, "data_stats.json")) as f:
         stats = json.load(f)
     assert stats["examples_per_step"] == 8 and stats["steps_per_epoch"] == 3

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from jaxft.peft.methods import METHODS
 
 STUDY_TINY = os.path.join(REPO, "configs", "study_tiny.py")
 
@@ -46,13 +47,13 @@ def test_tiny_study_runs_resumes_and_reports(tmp_path):
     assert "tiny/lora/svamp" in proc.stdout and "tiny/lora/gsm8k" not in proc.stdout
     assert "training in" not in proc.stdout.split("tiny/full")[0]  # LoRA was not trained again
     everything = _cells(w)
-    assert everything == {("tiny", m, b) for m in ("zero-shot", "5-shot", "full", "lora", "dora")
+    assert everything == {("tiny", m, b) for m in ("zero-shot", "5-shot", *METHODS)
                           for b in ("gsm8k", "svamp", "math500")}
     for c in first - {("tiny", "lora", "svamp")}:  # finished cells were skipped, not recomputed
         assert os.path.getmtime(os.path.join(w, *c[:2], "eval", c[2], "metrics.json")) == mtimes[c]
     m = json.load(open(os.path.join(w, "tiny", "5-shot", "eval", "gsm8k", "metrics.json")))
     assert m["shots"] == 5 and m["n"] == 4 and len(m["shot_ids"]) == 5
-    for method in ("full", "lora", "dora"):
+    for method in METHODS:
         assert os.path.isfile(os.path.join(w, "tiny", method, "train", "summary.json"))
         assert os.path.isfile(os.path.join(w, "tiny", method, "train", "metrics.jsonl"))
 

@@ -14,8 +14,20 @@ from conftest import REPO
 TINY = os.path.join(REPO, "configs", "tiny.py")
 
 
-def run_train(workdir, *overrides, env=None, check=True):
-    cmd = [sys.executable, "-m", "jaxft.train", f"--config={TINY}", f"--workdir={workdir}", *overrides]
+# `python -m jaxft.train`, with test-only hooks (jaxft.train.loop.TrainHooks) given as JSON in argv[1].
+HOOKED_TRAIN = """
+import json, sys
+from jaxft.train.config import parse_args
+from jaxft.train.loop import TrainHooks, train
+config, workdir, _ = parse_args(sys.argv[2:])
+train(config, workdir, progress=False, hooks=TrainHooks(**json.loads(sys.argv[1])))
+"""
+
+
+def run_train(workdir, *overrides, env=None, check=True, hooks=None):
+    args = [f"--config={TINY}", f"--workdir={workdir}", *overrides]
+    cmd = [sys.executable, "-m", "jaxft.train", *args] if hooks is None else \
+        [sys.executable, "-c", HOOKED_TRAIN, json.dumps(hooks), *args]
     e = dict(os.environ, **(env or {}))
     e.setdefault("XLA_FLAGS", "")
     proc = subprocess.run(cmd, cwd=REPO, env=e, capture_output=True, text=True, timeout=900)
@@ -55,13 +67,13 @@ def test_exact_resume_after_sigkill(tmp_path):
     the same loss at every step, the same final parameters, and every example seen exactly once."""
     common = ["--config.total_steps=8", "--config.checkpoint_every_steps=4", "--config.peft.dropout=0.1",
               "--config.data.limit=64"]
-    env = {"JAXFT_LOG_EXAMPLES": "1"}
+    hooks = {"log_examples": True}
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-    run_train(straight, *common, env=env)
-    killed = run_train(resumed, *common, env=dict(env, JAXFT_TEST_KILL_AFTER_SAVE="4"), check=False)
+    run_train(straight, *common, hooks=hooks)
+    killed = run_train(resumed, *common, hooks=dict(hooks, kill_after_save=4), check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert max(r["step"] for r in metrics(resumed)) == 4
-    run_train(resumed, *common, env=env)
+    run_train(resumed, *common, hooks=hooks)
 
     a, b = metrics(straight), metrics(resumed)
     assert [r["step"] for r in b] == list(range(1, 9))
@@ -131,8 +143,8 @@ def test_tensorboard_holds_every_scalar(tmp_path):
     w = str(tmp_path / "w")
     proc = run_train(w, "--config.total_steps=3", "--config.eval.final=true", "--config.eval.final_limit=2",
               "--config.eval.max_new_tokens=8")
-    # attention/remat "auto" resolved on this CPU before config.json is written, and said in the log
-    with open(os.path.join(w, "config.json")) as f:
+    # attention/remat "auto" resolved on this CPU before the config is written, and said in the log
+    with open(os.path.join(w, "jaxft_config.json")) as f:
         written = json.load(f)
     assert (written["attention"], written["remat"]) == ("xla", "none")
     assert "attention=auto -> xla (cpu" in proc.stdout and "remat=auto -> none (cpu)" in proc.stdout
@@ -146,23 +158,28 @@ def test_tensorboard_holds_every_scalar(tmp_path):
     losses = [e.value for e in acc.Scalars("train/loss")]
     np.testing.assert_allclose(losses, [r["loss"] for r in metrics(w)], rtol=1e-6)
     assert all(r["mfu"] is None for r in metrics(w))  # CPU: no peak FLOP/s, so MFU is n/a
-    for f in ("config.json", "summary.json", "data_stats.json"):
+    for f in ("jaxft_config.json", "summary.json", "data_stats.json"):
         assert os.path.isfile(os.path.join(w, f))
     assert os.path.isfile(os.path.join(w, "eval", "gsm8k", "metrics.json"))
 
 
 def test_nonfinite_steps_are_skipped_then_stop_the_run(tmp_path):
+    from jaxft.train.config import load_config_file
+    from jaxft.train.loop import NonFiniteError, TrainHooks, train
+
+    c = load_config_file(TINY)
+    c.total_steps, c.method = 4, "full"
     w = str(tmp_path / "skip")
-    run_train(w, "--config.total_steps=4", "--config.method=full", env={"JAXFT_TEST_POISON_STEPS": "2"})
+    train(c, w, progress=False, hooks=TrainHooks(poison_steps=frozenset({2})))
     rows = metrics(w)
     assert [r["skipped_nonfinite"] for r in rows] == [0, 1, 0, 0]
     assert rows[1]["update_norm"] == 0.0 and np.isfinite(rows[3]["loss"])
 
+    c = load_config_file(TINY)
+    c.total_steps, c.checkpoint_every_steps, c.max_consecutive_nonfinite = 8, 2, 3
     w = str(tmp_path / "stop")
-    proc = run_train(w, "--config.total_steps=8", "--config.checkpoint_every_steps=2",
-                     "--config.max_consecutive_nonfinite=3", env={"JAXFT_TEST_POISON_STEPS": "3,4,5,6,7,8"},
-                     check=False)
-    assert proc.returncode == 2 and "consecutive" in proc.stderr
+    with pytest.raises(NonFiniteError, match="3 consecutive steps with a non-finite loss"):
+        train(c, w, progress=False, hooks=TrainHooks(poison_steps=frozenset(range(3, 9))))
     from jaxft.train.checkpoint import Checkpointer
 
     ck = Checkpointer(os.path.join(w, "checkpoints"), async_save=False)

@@ -8,13 +8,13 @@ text distribution rather than on one prompt format.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from jaxft.errors import DataError
+from jaxft.jsonl import iter_jsonl
 
 
 def pack_tokens(stream: Sequence[int], batch_size: int, seq_len: int, num_batches: int) -> list[dict]:
@@ -53,20 +53,13 @@ def jsonl_texts(path: str) -> Iterable[str]:
     """question + "\\n" + answer per row (GSM8K layout), or the `text` field."""
     if not os.path.isfile(path):
         raise DataError(f"data file {path!r} does not exist")
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{i}: not valid JSON ({e})") from e
-            if "text" in row:
-                yield str(row["text"])
-            elif "question" in row and "answer" in row:
-                yield f"{row['question']}\n{row['answer']}"
-            else:
-                raise DataError(f"{path}:{i}: a row needs 'text', or 'question' and 'answer'")
+    for where, row in iter_jsonl(path):
+        if "text" in row:
+            yield str(row["text"])
+        elif "question" in row and "answer" in row:
+            yield f"{row['question']}\n{row['answer']}"
+        else:
+            raise DataError(f"{where}: a row needs 'text', or 'question' and 'answer'")
 
 
 def gsm8k_texts(limit: int | None = None) -> list[str]:
@@ -82,21 +75,3 @@ def random_batches(vocab_size: int, batch_size: int, seq_len: int, num_batches: 
     return pack_tokens(rng.integers(0, vocab_size, num_batches * batch_size * (seq_len + 1)),
                        batch_size, seq_len, num_batches)
 
-
-def markov_batches(vocab_size: int, batch_size: int, seq_len: int, num_batches: int, *, seed: int = 0,
-                   concentration: float = 0.1) -> list[dict]:
-    """Tokens from a random first-order Markov chain: learnable structure for tiny-model experiments.
-
-    Each row of the transition matrix is a Dirichlet(concentration) draw (small = peaked, so the
-    entropy floor is low and training has somewhere to go); a different seed is a different chain.
-    """
-    rng = np.random.default_rng(seed)
-    trans = rng.dirichlet(np.full(vocab_size, concentration), size=vocab_size)
-    cum = np.cumsum(trans, axis=1)
-    n = num_batches * batch_size
-    seqs = np.empty((n, seq_len + 1), np.int64)
-    seqs[:, 0] = rng.integers(0, vocab_size, n)
-    for t in range(seq_len):
-        u = rng.random(n)
-        seqs[:, t + 1] = np.minimum((cum[seqs[:, t]] < u[:, None]).sum(axis=1), vocab_size - 1)
-    return pack_tokens(seqs.reshape(-1), batch_size, seq_len, num_batches)

@@ -81,15 +81,16 @@ def plot_per_layer(rows: Sequence[dict], key: str, *, ax=None, title: str = "", 
 
 
 def plot_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], key: str, *, ax=None,
-                log: bool = False, title: str | None = None):
-    """One line per run (e.g. {"full": history, "lora": history}) of metric `key` against step."""
+                log: bool = False, title: str | None = None, x: str | None = None):
+    """One line per run (e.g. {"full": history, "lora": history}) of metric `key` against step, or
+    against the history's column `x` (e.g. "epoch": runs with different steps per epoch line up)."""
     fig, ax = _axes(ax)
     for label, hist in histories.items():
         y = np.asarray(hist[key], float)
-        ax.plot(np.arange(1, len(y) + 1), y, label=label)
+        ax.plot(np.arange(1, len(y) + 1) if x is None else np.asarray(hist[x], float), y, marker=".", label=label)
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
+    ax.set_xlabel(x or "step")
     ax.set_ylabel(key)
     ax.set_title(title or key)
     ax.legend()

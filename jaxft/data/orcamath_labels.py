@@ -30,7 +30,7 @@ import re
 from decimal import Decimal
 
 from jaxft.eval.math_normalize import last_boxed
-from jaxft.eval.scoring import canonical_numbers, prepare_numeric, without_justification
+from jaxft.eval.numeric import canonical_numbers, prepare_numeric, without_justification
 
 # ---------------------------------------------------------------------------------------------
 # Text clean-up
@@ -164,6 +164,8 @@ _QUANTITY_BEFORE = re.compile(r"\d[\d,.%]*(?:\s+[A-Za-z'-]+){0,2}\s*$")
 # "he adds 70 more, which will now be 400 + 70 = 470".
 _RESTATEMENT = re.compile(r",?\s*\b(?:which\s+is|or)\s+(?:approximately|about|roughly|around"
                           r"|nearly|almost)\b|≈|,?\s*\bwhich\b[^=;]*=", re.IGNORECASE)
+# "rounded it up to": both a verb that puts a value forward and the mark of a rounded result.
+_ROUND_TO_WORDS = r"round(?:s|ed|ing)?(?:\s+(?:it|this|that))?(?:\s+(?:up|down|off))?\s+to"
 # A verb that puts a value forward; not "to have 20" (a purpose), read as in "needs 4 more".
 _INTRODUCER = re.compile(
     r"(?<!\bto\s)\b(?:is|are|was|were|be|been|equals?|equaled|becomes?|became|makes?|made|gets?|got|has|have"
@@ -171,15 +173,14 @@ _INTRODUCER = re.compile(
     r"|contains?|contained|holds?|gives?|gave|sold|bought|buys?|receives?|received|scored?"
     r"|travels?|travell?ed|covers?|covered|uses?|used|saves?|saved|owes?|comes\s+to|amounts?\s+to"
     r"|totals?|totaled|totalled|remains?|remained|left\s+with"
-    r"|round(?:s|ed|ing)?(?:\s+(?:it|this|that))?(?:\s+(?:up|down|off))?\s+to)\b|=|≈|:(?!\d)",
+    r"|" + _ROUND_TO_WORDS + r")\b|=|≈|:(?!\d)",
     re.IGNORECASE)
 # Within a few words after a value: another value follows, not an explanation of this one.
 _JOINED = re.compile(r"\b(?:and|or|while|whereas|but|plus|by|x)\b|[,;&×]", re.IGNORECASE)
 _RANGE = re.compile(r"\s*(?:to|-|–)\s*", re.IGNORECASE)
 _TOTAL = re.compile(r"\b(?:(?:a|the|in)\s+total(?:\s+of)?|altogether|in\s+all|combined)\b", re.IGNORECASE)
 _STATEMENTS_JOINED = re.compile(r"\b(?:and|while|whereas|but)\b|[,;]", re.IGNORECASE)
-_ROUND_TO = re.compile(r"\bround(?:s|ed|ing)?(?:\s+(?:it|this|that))?(?:\s+(?:up|down|off))?\s+to\b",
-                       re.IGNORECASE)
+_ROUND_TO = re.compile(r"\b" + _ROUND_TO_WORDS + r"\b", re.IGNORECASE)
 _RATIO_WORDS = re.compile(r"\bratio\b", re.IGNORECASE)
 _EQUALS = re.compile(r"=|≈")
 _CORRECTION = re.compile(r",?\s*\b(?:not|instead\s+of|rather\s+than)\s+[-$]?\d[\d,.:/]*",

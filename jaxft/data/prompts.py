@@ -20,17 +20,10 @@ import functools
 import random
 from collections.abc import Collection, Sequence
 
-from jaxft.data.tasks import Example, available_splits, default_data_dir, load_task
+from jaxft.data.tasks import Example, default_data_dir, get_task, load_task
 from jaxft.errors import ConfigError, DataError
 
-TEMPLATES = ("plain", "chat")
-
-STOP_STRINGS: dict[str, tuple[str, ...]] = {
-    # "plain" generations that do not stop go on with an invented "Question: ..." block.
-    "plain": ("\nQuestion:", "\n\n\n"),
-    # Chat models end their turn with an EOS/end-of-turn token instead.
-    "chat": (),
-}
+TEMPLATES = ("plain", "chat")  # "Question: ... Answer:", or the tokenizer's chat template (stop strings: tasks.py)
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,14 +48,15 @@ def _load_shot_pool(task: str, data_dir: str | None) -> list[Example]:
     return [e for e in load_task(task, "train", data_dir=data_dir) if not e.ambiguous]
 
 
-def select_shots(task: str, k: int = 5, *, seed: int = 0, data_dir: str | None = None,
+def select_shots(task: str, k: int | None = None, *, seed: int = 0, data_dir: str | None = None,
                  exclude_ids: Collection[str] = ()) -> list[Example]:
-    """k seeded few-shot examples for `task` (see the module docstring for their source).
+    """k seeded few-shot examples for `task` (see the module docstring for their source); k=None: the
+    task's default (`Task.shots`).
 
     The pool is shuffled once per seed and the first k not in `exclude_ids` are taken, so
     excluding one example replaces only that shot.
     """
-    available_splits(task)  # rejects an unknown task
+    k = get_task(task).shots if k is None else k  # get_task rejects an unknown task
     if not isinstance(k, int) or k < 0:
         raise ConfigError(f"number of shots must be a non-negative int, got {k!r}")
     if k == 0:

@@ -1,14 +1,25 @@
-"""Evaluation/training tasks as one `Example` record type, from local JSON Lines or the HF hub.
+"""The task registry: one `Task` per benchmark, and `load_task`, which turns any of them into `Example`s.
+
+A `Task` says where its rows come from (local JSON Lines, else the Hugging Face hub), how a row
+becomes an `Example`, how a reference solution states its answer, which scorer grades generations,
+the stop strings that end a generation, and how many worked examples a few-shot prompt shows.
+Everything that lists or branches on tasks (the eval CLI's choices, the report's column order,
+the study configs' per-task limits) reads `TASKS`/`REGISTRY` here.
+
+Dependencies point one way: a `Task` names its scorer ("numeric" or "math", the kinds of
+`jaxft.eval.scoring.SCORERS`) without importing the scorer, and the scorer knows nothing of tasks;
+both read numbers and answer statements through `jaxft.eval.numeric`. The evaluator
+(`jaxft.eval.runner`) joins a task to its scorer.
 
 Source order: `<data_dir>/<task>/<split>.jsonl` when it exists (data_dir: the argument, else
 $JAXFT_DATA_DIR, else `<repo>/../shared/data`), otherwise the Hugging Face hub via `datasets`:
 
+    orcamath microsoft/orca-math-word-problems-200k (one 200035-row "train" split)
     gsm8k    openai/gsm8k (config "main")
-    svamp    ChilleD/SVAMP (capitalised field names are accepted)
     math     EleutherAI/hendrycks_math: its seven subject configs concatenated in alphabetical
              order (hendrycks/competition_math is no longer downloadable)
     math500  HuggingFaceH4/MATH-500 (test only)
-    orcamath microsoft/orca-math-word-problems-200k (one 200035-row "train" split)
+    svamp    ChilleD/SVAMP (capitalised field names are accepted)
 
 OrcaMath has no held-out split, so both splits are derived from its rows by
 `orcamath_split_indices`: the test split is a fixed 500-row slice (its seed is a constant, so
@@ -24,24 +35,19 @@ of the draw (default ORCAMATH_TRAIN_SIZE); smaller draws are prefixes of larger 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
+from jaxft.data.orcamath_labels import orcamath_answer
 from jaxft.errors import DataError
+from jaxft.eval.math_normalize import last_boxed
+from jaxft.eval.numeric import numbers_equal, stated_answer
+from jaxft.jsonl import iter_jsonl
 
-TASKS: tuple[str, ...] = ("gsm8k", "svamp", "math", "math500", "orcamath")
 DEFAULT_DATA_DIR_ENV = "JAXFT_DATA_DIR"
-
-_SPLITS: dict[str, tuple[str, ...]] = {
-    "gsm8k": ("train", "test"),
-    "svamp": ("train", "test"),
-    "math": ("train", "test"),
-    "math500": ("test",),
-    "orcamath": ("train", "test"),
-}
 
 ORCAMATH_TEST_SIZE = 500
 ORCAMATH_TRAIN_SIZE = 10_000
@@ -49,13 +55,14 @@ ORCAMATH_TEST_SEED = 0
 
 _MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
                   "number_theory", "prealgebra", "precalculus")
-_HUB_IDS = {
-    "gsm8k": "openai/gsm8k",
-    "svamp": "ChilleD/SVAMP",
-    "math": "EleutherAI/hendrycks_math",
-    "math500": "HuggingFaceH4/MATH-500",
-    "orcamath": "microsoft/orca-math-word-problems-200k",
-}
+
+# What ends a generation, per prompt template (jaxft.data.prompts.TEMPLATES); a task may set its own.
+STOP_STRINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    # "plain" generations that do not stop go on with an invented "Question: ..." block.
+    "plain": ("\nQuestion:", "\n\n\n"),
+    # Chat models end their turn with an EOS/end-of-turn token instead.
+    "chat": (),
+})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,58 +98,19 @@ def default_data_dir() -> str | None:
     return candidate if os.path.isdir(candidate) else None
 
 
-def available_splits(task: str) -> tuple[str, ...]:
-    _check_task(task)
-    return _SPLITS[task]
-
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; expected one of: {', '.join(TASKS)}")
-
-
-def _read_jsonl(path: str, limit: int | None = None) -> Iterator[tuple[str, dict]]:
-    """(where, row) per non-blank line; `where` is "path:line" for error messages."""
-    count = 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if limit is not None and count >= limit:
-                return
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where}: not UTF-8 ({e})") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            count += 1
-            yield where, row
-
-
-def _hub_rows(task: str, split: str) -> list[tuple[str, dict]]:
+def _hub_rows(task: Task, split: str) -> list[tuple[str, dict]]:
     """Rows of the hub copy; any failure (no network, no `datasets`) becomes a DataError."""
-    repo = _HUB_IDS[task]
+    repo = task.hub_id
     try:
         import datasets
 
-        if task == "gsm8k":
-            parts = [datasets.load_dataset(repo, "main", split=split)]
-        elif task == "math":
-            parts = [datasets.load_dataset(repo, subject, split=split) for subject in _MATH_SUBJECTS]
-        else:
-            parts = [datasets.load_dataset(repo, split=split)]
+        parts = [datasets.load_dataset(repo, name, split=split) for name in task.hub_configs or (None,)]
         rows = [row for part in parts for row in part]
     except Exception as e:  # noqa: BLE001 - network, auth and format errors all mean "no data"
         raise DataError(
-            f"{task}/{split}: no local file and loading {repo!r} from the Hugging Face hub failed "
+            f"{task.name}/{split}: no local file and loading {repo!r} from the Hugging Face hub failed "
             f"({type(e).__name__}: {e}); pass --data_dir or set {DEFAULT_DATA_DIR_ENV} to a folder "
-            f"holding {task}/{split}.jsonl") from e
+            f"holding {task.name}/{split}.jsonl") from e
     return [(f"{repo}[{split}] row {i}", row) for i, row in enumerate(rows)]
 
 
@@ -171,6 +139,11 @@ def gsm8k_final_answer(answer_text: str) -> str | None:
     return final or None
 
 
+def _gsm8k_reference(solution: str) -> str | None:
+    """The release's "#### N" line, else the "The answer is N." that `_parse_gsm8k` puts in its place."""
+    return gsm8k_final_answer(solution) or stated_answer(solution)
+
+
 def _canonical_number(value) -> str | None:
     """145.0 / "145.0" / "145" -> "145"; 2.50 -> "2.5"; None when not a number."""
     try:
@@ -180,24 +153,6 @@ def _canonical_number(value) -> str | None:
     if x != x or x in (float("inf"), float("-inf")):
         return None
     return str(int(x)) if x.is_integer() else repr(x)
-
-
-def answer_from_solution(task: str, solution: str) -> str | None:
-    """Final answer a reference solution states, or None when it states none."""
-    _check_task(task)
-    if task == "gsm8k":
-        return gsm8k_final_answer(solution)
-    if task in ("math", "math500"):
-        from jaxft.eval.math_normalize import last_boxed  # lazy: jaxft.eval imports this module
-
-        return last_boxed(solution)
-    if task == "orcamath":
-        from jaxft.data.orcamath_labels import orcamath_answer  # lazy: it imports jaxft.eval
-
-        return orcamath_answer(solution)
-    from jaxft.eval.scoring import extract_answer
-
-    return extract_answer(task, solution)
 
 
 def _parse_gsm8k(row: dict, where: str) -> tuple[str | None, str, str, str]:
@@ -236,7 +191,7 @@ def _parse_math(row: dict, where: str) -> tuple[str | None, str, str, str]:
     if "answer" in row:
         answer = _field(row, "answer", where)
     else:
-        answer = answer_from_solution("math", solution)
+        answer = last_boxed(solution)
         if answer is None:
             raise DataError(f"{where}: field 'solution' has no \\boxed{{...}} answer")
     source_id = row.get("unique_id")
@@ -250,11 +205,9 @@ def _parse_orcamath(row: dict, where: str) -> tuple[str | None, str, str, str]:
     A solution that already states an answer ("the answer is 5") keeps it unless it contradicts
     the closing statement: such a row is ambiguous too, since the scorer reads the first one.
     """
-    from jaxft.eval.scoring import numbers_equal, stated_answer  # lazy: jaxft.eval imports this
-
     question = _field(row, "question", where)
     text = _field(row, "answer", where).strip()
-    answer = answer_from_solution("orcamath", text) or ""
+    answer = orcamath_answer(text) or ""
     solution = text
     if answer:
         stated = stated_answer(text)
@@ -265,13 +218,57 @@ def _parse_orcamath(row: dict, where: str) -> tuple[str | None, str, str, str]:
     return None, question, solution, answer
 
 
-_PARSERS: dict[str, Callable[[dict, str], tuple[str | None, str, str, str]]] = {
-    "gsm8k": _parse_gsm8k,
-    "svamp": _parse_svamp,
-    "math": _parse_math,
-    "math500": _parse_math,
-    "orcamath": _parse_orcamath,
-}
+# ---------------------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------------------
+
+Parser = Callable[[dict, str], tuple[str | None, str, str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One benchmark: its data, how its references state answers, and how generations are graded."""
+
+    name: str
+    splits: tuple[str, ...]
+    parse: Parser  # one source row (and "file:line" for errors) -> (source id, question, solution, answer)
+    reference: Callable[[str], str | None]  # the answer a solution (the release's or Example.solution) states
+    scorer: str  # "numeric" | "math": which jaxft.eval.scoring scorer grades generations
+    hub_id: str
+    hub_configs: tuple[str, ...] = ()  # hub dataset configs, concatenated in this order (none: the default)
+    derived_splits: bool = False  # one released split; train/test drawn from it by orcamath_split_indices
+    shots: int = 5  # worked examples in a few-shot prompt when the caller names no number
+    # per prompt template; a task that ends its answers differently sets its own
+    stop_strings: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: STOP_STRINGS)
+
+
+# In the order reports show them: the study's tables, with MATH-500 after MATH.
+REGISTRY: Mapping[str, Task] = MappingProxyType({t.name: t for t in (
+    Task("orcamath", ("train", "test"), _parse_orcamath, orcamath_answer, "numeric",
+         "microsoft/orca-math-word-problems-200k", derived_splits=True),
+    Task("gsm8k", ("train", "test"), _parse_gsm8k, _gsm8k_reference, "numeric", "openai/gsm8k",
+         hub_configs=("main",)),
+    Task("math", ("train", "test"), _parse_math, last_boxed, "math", "EleutherAI/hendrycks_math",
+         hub_configs=_MATH_SUBJECTS),
+    Task("math500", ("test",), _parse_math, last_boxed, "math", "HuggingFaceH4/MATH-500"),
+    Task("svamp", ("train", "test"), _parse_svamp, stated_answer, "numeric", "ChilleD/SVAMP"),
+)})
+TASKS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def get_task(name: str) -> Task:
+    if name not in REGISTRY:
+        raise DataError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)}")
+    return REGISTRY[name]
+
+
+def available_splits(task: str) -> tuple[str, ...]:
+    return get_task(task).splits
+
+
+def answer_from_solution(task: str, solution: str) -> str | None:
+    """Final answer a reference solution states, or None when it states none."""
+    return get_task(task).reference(solution)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,24 +311,24 @@ def _resolve_dir(data_dir: str | None) -> str | None:
     return base
 
 
-def _rows(task: str, split: str, base: str | None, limit: int | None) -> list[tuple[str, dict]]:
-    path = os.path.join(base, task, f"{split}.jsonl") if base else None
+def _rows(task: Task, split: str, base: str | None, limit: int | None) -> list[tuple[str, dict]]:
+    path = os.path.join(base, task.name, f"{split}.jsonl") if base else None
     if path and os.path.isfile(path):
-        return list(_read_jsonl(path, limit))
+        return list(iter_jsonl(path, limit=limit))
     rows = _hub_rows(task, split)
     return rows if limit is None else rows[:limit]
 
 
-def _orcamath_rows(split: str, base: str | None, limit: int | None,
-                   seed: int) -> list[tuple[str, dict]]:
-    folder = os.path.join(base, "orcamath") if base else None
+def _derived_rows(task: Task, split: str, base: str | None, limit: int | None,
+                  seed: int) -> list[tuple[str, dict]]:
+    folder = os.path.join(base, task.name) if base else None
     if folder and os.path.isfile(os.path.join(folder, "test.jsonl")):  # pre-split by the user
-        return _rows("orcamath", split, base, limit)
+        return _rows(task, split, base, limit)
     local_full = os.path.join(folder, "train.jsonl") if folder else None
     if local_full and os.path.isfile(local_full):
-        source = list(_read_jsonl(local_full))
+        source = list(iter_jsonl(local_full))
     else:
-        source = _hub_rows("orcamath", "train")
+        source = _hub_rows(task, "train")
     if split == "train":
         size = ORCAMATH_TRAIN_SIZE if limit is None else limit
         return [source[i] for i in orcamath_split_indices(len(source), "train", seed=seed,
@@ -346,21 +343,20 @@ def load_task(task: str, split: str = "test", *, data_dir: str | None = None,
 
     `seed` only picks the OrcaMath training draw; every other split is a fixed file.
     """
-    _check_task(task)
-    if split not in _SPLITS[task]:
+    spec = get_task(task)
+    if split not in spec.splits:
         raise DataError(f"task {task!r} has no split {split!r}; expected one of: "
-                        f"{', '.join(_SPLITS[task])}")
+                        f"{', '.join(spec.splits)}")
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise DataError(f"limit must be a non-negative int or None, got {limit!r}")
     base = _resolve_dir(data_dir)
-    if task == "orcamath":
-        rows = _orcamath_rows(split, base, limit, seed)
+    if spec.derived_splits:
+        rows = _derived_rows(spec, split, base, limit, seed)
     else:
-        rows = _rows(task, split, base, limit)
-    parse = _PARSERS[task]
+        rows = _rows(spec, split, base, limit)
     examples = []
     for index, (where, row) in enumerate(rows):
-        source_id, question, solution, answer = parse(row, where)
+        source_id, question, solution, answer = spec.parse(row, where)
         examples.append(Example(task=task, split=split, index=index,
                                 id=source_id or f"{task}-{split}-{index}",
                                 question=question, solution=solution, answer=answer))

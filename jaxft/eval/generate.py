@@ -22,13 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxft.eval.settings import EvalSettings
 from jaxft.models.transformer import init_cache
 
 
 @dataclasses.dataclass(frozen=True)
 class DecodeSettings:
-    max_new_tokens: int = 256
-    batch_size: int = 8
+    max_new_tokens: int = EvalSettings.max_new_tokens  # the evaluation defaults, defined once
+    batch_size: int = EvalSettings.batch_size
     stop_strings: tuple[str, ...] = ()
     bucket: int = 32  # prompt lengths are padded up to a multiple of this
     chunk: int = 32  # tokens decoded per device call between stop-string checks and refills

@@ -15,21 +15,8 @@ import jax
 
 from jaxft.eval.generate import DecodeSettings, GenerationStats, generate
 from jaxft.eval.resume import EvalOutput
+from jaxft.eval.settings import EvalSettings
 from jaxft.eval.stats import wilson_interval
-
-
-@dataclasses.dataclass
-class EvalSettings:
-    task: str = "gsm8k"
-    split: str = "test"
-    shots: int = 0
-    template: str = "plain"  # "plain" ("Question: ... Answer:") or "chat" (the tokenizer's template)
-    limit: int | None = None
-    batch_size: int = 16
-    refill: int = 0  # continuous batching refill group (0: batch_size // 4; batch_size: static batches)
-    max_new_tokens: int = 256
-    data_dir: str | None = None
-    seed: int = 0  # draws the few-shot exemplars
 
 
 def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None = None,
@@ -49,10 +36,11 @@ def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None
     """
     from tqdm import tqdm
 
-    from jaxft.data.prompts import STOP_STRINGS, build_prompt, select_shots
-    from jaxft.data.tasks import load_task
+    from jaxft.data.prompts import build_prompt, select_shots
+    from jaxft.data.tasks import get_task, load_task
     from jaxft.eval.scoring import extract_answer, is_correct
 
+    task = get_task(settings.task)  # joins the task to its scorer: neither module imports the other
     loaded = load_task(settings.task, settings.split, data_dir=settings.data_dir, limit=settings.limit)
     examples = [ex for ex in loaded if not ex.ambiguous]
     shots = []
@@ -62,7 +50,7 @@ def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None
     prompts = [build_prompt(ex, template=settings.template, shots=shots, tokenizer=tokenizer) for ex in examples]
     decode = DecodeSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
                             refill=settings.refill,
-                            stop_strings=STOP_STRINGS[settings.template])
+                            stop_strings=task.stop_strings[settings.template])
     out = None
     if output_dir:
         args = {"model": model_name, "identity": identity or {}, "dtype": str(model.dtype),
@@ -103,8 +91,8 @@ def evaluate(model, tokenizer, settings: EvalSettings, *, output_dir: str | None
     for i, (ex, prompt) in enumerate(zip(examples, prompts)):
         text = done[i]["generation"]
         rows.append({"id": ex.id, "question": ex.question, "prompt": prompt, "generation": text,
-                     "prediction": extract_answer(settings.task, text), "reference": ex.answer,
-                     "correct": bool(is_correct(settings.task, text, ex.answer))})
+                     "prediction": extract_answer(task.scorer, text), "reference": ex.answer,
+                     "correct": bool(is_correct(task.scorer, text, ex.answer))})
     n = len(rows)
     correct = sum(r["correct"] for r in rows)
     metrics = {

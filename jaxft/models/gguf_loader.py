@@ -117,7 +117,7 @@ def gguf_config(path: str, reader=None) -> ModelConfig:
     )
 
 
-def load_gguf(path: str, *, dtype: Any, param_dtype: Any) -> Transformer:
+def load_gguf(path: str, *, dtype: Any, param_dtype: Any, **options: Any) -> Transformer:
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
@@ -144,7 +144,8 @@ def load_gguf(path: str, *, dtype: Any, param_dtype: Any) -> Transformer:
             w = w - np.float32(1.0)  # llama.cpp's gemma files store 1 + w (convert_hf_to_gguf.py)
         return w
 
-    return build_from_tensors(cfg, get, set(tensors), dtype=dtype, param_dtype=param_dtype, source=path)
+    return build_from_tensors(cfg, get, set(tensors), dtype=dtype, param_dtype=param_dtype, source=path,
+                              **options)
 
 
 def gguf_tokenizer(path: str):

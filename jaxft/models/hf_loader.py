@@ -17,7 +17,10 @@ _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
 def is_hf_dir(path: str) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
+    """An HF model directory, and no training workdir (an older one holds a config.json too)."""
+    from jaxft.rundir import dir_kind
+
+    return dir_kind(path) == "hf"
 
 
 def read_config(path: str):
@@ -46,7 +49,7 @@ def _tensor_index(path: str) -> dict[str, str]:
                           "(only safetensors checkpoints are read)")
 
 
-def load_hf_dir(path: str, *, dtype: Any, param_dtype: Any) -> Transformer:
+def load_hf_dir(path: str, *, dtype: Any, param_dtype: Any, **options: Any) -> Transformer:
     from safetensors import safe_open
 
     cfg = read_config(path)
@@ -63,7 +66,7 @@ def load_hf_dir(path: str, *, dtype: Any, param_dtype: Any) -> Transformer:
         return name.endswith(_IGNORED_SUFFIXES) or (cfg.tie_word_embeddings and name == "lm_head.weight")
 
     return build_from_tensors(cfg, get, set(where), dtype=dtype, param_dtype=param_dtype,
-                              source=path, ignore=ignore)
+                              source=path, ignore=ignore, **options)
 
 
 def download_hub(repo_id: str) -> str:

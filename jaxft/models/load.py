@@ -11,6 +11,7 @@ from jaxft.errors import UnknownModelError
 from jaxft.models import registry
 from jaxft.models.gguf_loader import gguf_tokenizer, load_gguf
 from jaxft.models.hf_loader import download_hub, is_hf_dir, load_hf_dir
+from jaxft.rundir import is_training_workdir
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -36,6 +37,9 @@ def resolve_source(source: str) -> tuple[str, str]:
     if os.path.isdir(source):
         if is_hf_dir(source):
             return "hf_dir", source
+        if is_training_workdir(source):
+            raise UnknownModelError(f"directory {source!r} is a jaxft training workdir, not a model: export it "
+                                    f"(python -m jaxft.export --checkpoint={source} --out=DIR) and load that")
         raise UnknownModelError(f"directory {source!r} has no config.json, so it is no HF model directory")
     parts = source.split("/")
     if len(parts) == 2 and all(parts) and not os.path.exists(source):
@@ -53,15 +57,16 @@ def _dir_tokenizer(path: str):
     return Tokenizer.from_dir(path)
 
 
-def load_model(source: str, dtype: Any = "float32", param_dtype: Any = "float32"):
-    """(model, tokenizer) for `source`; `dtype` is the compute dtype, `param_dtype` the storage dtype."""
+def load_model(source: str, dtype: Any = "float32", param_dtype: Any = "float32", **options: Any):
+    """(model, tokenizer) for `source`; `dtype` is the compute dtype, `param_dtype` the storage dtype,
+    `options` Transformer's scan_layers, remat and attention."""
     dtype, param_dtype = as_dtype(dtype), as_dtype(param_dtype)
     kind, where = resolve_source(source)
     if kind == "gguf":
-        return load_gguf(where, dtype=dtype, param_dtype=param_dtype), gguf_tokenizer(where)
+        return load_gguf(where, dtype=dtype, param_dtype=param_dtype, **options), gguf_tokenizer(where)
     if kind == "hub":
         where = download_hub(where)
-    return load_hf_dir(where, dtype=dtype, param_dtype=param_dtype), _dir_tokenizer(where)
+    return load_hf_dir(where, dtype=dtype, param_dtype=param_dtype, **options), _dir_tokenizer(where)
 
 
 def load_tokenizer(source: str):

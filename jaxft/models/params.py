@@ -25,9 +25,12 @@ def flat_params(state_or_model: Any) -> dict[str, Any]:
     return {path_name(k): v for k, v in traverse_util.flatten_dict(pure).items()}
 
 
-def abstract_model(cfg: ModelConfig, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32) -> Transformer:
-    """Shapes only (jax.eval_shape): no memory, usable for real sizes."""
-    return nnx.eval_shape(lambda: Transformer(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)))
+def abstract_model(cfg: ModelConfig, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32,
+                   **options: Any) -> Transformer:
+    """Shapes only (jax.eval_shape): no memory, usable for real sizes. `options`: Transformer's
+    scan_layers, remat and attention."""
+    return nnx.eval_shape(lambda: Transformer(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0),
+                                              **options))
 
 
 def count_params(model: Any) -> int:
@@ -36,13 +39,14 @@ def count_params(model: Any) -> int:
 
 def build_from_tensors(cfg: ModelConfig, get: Callable[[str], np.ndarray], names: set[str], *,
                        dtype: Any, param_dtype: Any, source: str,
-                       ignore: Callable[[str], bool] = lambda n: False) -> Transformer:
-    """Create the model and fill every parameter from `get(name)`.
+                       ignore: Callable[[str], bool] = lambda n: False, **options: Any) -> Transformer:
+    """Create the model (`options`: Transformer's scan_layers, remat, attention) and fill every
+    parameter from `get(name)`.
 
     Missing, unexpected (not ignored) and mis-shaped tensors raise WeightLoadError naming the
     tensor and the source; nothing is allocated with random values first.
     """
-    abstract = abstract_model(cfg, dtype, param_dtype)
+    abstract = abstract_model(cfg, dtype, param_dtype, **options)
     graphdef, state = nnx.split(abstract)
     pure = nnx.to_pure_dict(state)
     flat = traverse_util.flatten_dict(pure)

@@ -50,6 +50,15 @@ def _token_text(value: Any) -> str | None:
     return value
 
 
+def _special_id(attr: str) -> property:
+    """transformers' `<attr>_id`: the id of the special token held in `attr`, None when it is unset."""
+    def token_id(self) -> int | None:
+        token = getattr(self, attr)
+        return None if token is None else self.backend_tokenizer.token_to_id(token)
+
+    return property(token_id)
+
+
 class Tokenizer:
     """The tokenizer interface jaxft's data, eval and export code use."""
 
@@ -64,24 +73,10 @@ class Tokenizer:
         self.padding_side = "left"
 
     # --- ids -------------------------------------------------------------------------------------
-    def _id(self, token: str | None) -> int | None:
-        return None if token is None else self.backend_tokenizer.token_to_id(token)
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._id(self.bos_token)
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._id(self.eos_token)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._id(self.pad_token)
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id(self.unk_token)
+    bos_token_id = _special_id("bos_token")
+    eos_token_id = _special_id("eos_token")
+    pad_token_id = _special_id("pad_token")
+    unk_token_id = _special_id("unk_token")
 
     @property
     def vocab_size(self) -> int:
@@ -112,9 +107,6 @@ class Tokenizer:
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self.backend_tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
-
-    def batch_decode(self, rows, skip_special_tokens: bool = False) -> list[str]:
-        return [self.decode(r, skip_special_tokens) for r in rows]
 
     def apply_chat_template(self, messages: list[dict], *, tokenize: bool = False,
                             add_generation_prompt: bool = False, **kwargs):

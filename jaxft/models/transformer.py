@@ -253,7 +253,8 @@ class Transformer(nnx.Module):
     """Causal LM: `model(input_ids[, attention_mask]) -> float32 logits [batch, seq, vocab]`."""
 
     def __init__(self, cfg: ModelConfig, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32,
-                 rngs: nnx.Rngs | None = None, scan_layers: bool = False, remat: str = "none"):
+                 rngs: nnx.Rngs | None = None, scan_layers: bool = False, remat: str = "none",
+                 attention: str = "xla"):
         rngs = rngs if rngs is not None else nnx.Rngs(0)
         self.config = cfg
         self.dtype = jnp.dtype(dtype)
@@ -262,7 +263,7 @@ class Transformer(nnx.Module):
         # "xla": explicit scores + additive bias (default, exact reference path); "dpa":
         # jax.nn.dot_product_attention; "cudnn": its cuDNN flash kernel (GPU, bfloat16/float16 only);
         # "chunked": the explicit path a block of query rows at a time (no [b, h, s, s] scores; TPU).
-        self.attention = "xla"
+        self.attention = attention
         self.model = Backbone(cfg, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
         if not cfg.tie_word_embeddings:
             self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False, dtype=self.dtype,

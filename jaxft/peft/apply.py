@@ -11,9 +11,9 @@ from flax import nnx
 from jaxft.errors import ConfigError
 from jaxft.models.transformer import Linear
 from jaxft.peft.adapters import ADAPTERS, DoRALinear, LoRALinear
+from jaxft.peft.methods import METHODS, TARGETS
 
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-METHODS = ("full", "lora", "dora")
+DEFAULT_TARGETS = TARGETS  # apply_peft's default: every projection of every layer
 _PLAIN = re.compile(r"[A-Za-z0-9_.]+")
 
 Targets = str | Sequence[str]

@@ -27,9 +27,9 @@ from jaxft.peft.adapters import DoRALinear, LoRALinear
 from jaxft.peft.apply import (DEFAULT_TARGETS, adapted_layers, apply_peft, is_plain, leaf_targets,
                               linear_layers, matches, module_name, peft_method, replace_module,
                               resolve_targets)
+from jaxft.rundir import ADAPTER_CONFIG
 
 PEFT_PREFIX = "base_model.model."
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 

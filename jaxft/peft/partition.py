@@ -7,7 +7,7 @@ from typing import Any
 from flax import nnx
 
 from jaxft.errors import ConfigError
-from jaxft.peft.apply import METHODS
+from jaxft.peft.methods import METHODS
 
 
 def trainable_filter(method: str) -> Any:

@@ -12,7 +12,6 @@ so a reader never sees a half-written file.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import math
 import os
@@ -21,6 +20,7 @@ import sys
 from typing import Any
 
 from jaxft.atomic import write_atomic
+from jaxft.cli import ArgumentParser, entry_point
 from jaxft.errors import ConfigError, JaxftError
 from jaxft.report import cliff_cost, compare, figures, tables
 from jaxft.report.collect import collect
@@ -171,9 +171,10 @@ def build_report(runs_dir: str, out_dir: str, compare_with: str | None = None,
             "paper_table2": table2, "paper_table3": table3, "params": params}
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point(codes=((ConfigError, EXIT_USAGE), (JaxftError, EXIT_BAD_DATA)))
+def main(argv: list[str]) -> int:
     """Exit codes: 0 written, 1 a malformed input file, 2 bad arguments or no runs directory."""
-    parser = argparse.ArgumentParser(prog="python -m jaxft.report",
+    parser = ArgumentParser(prog="python -m jaxft.report",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--runs", required=True, help="runs directory written by jaxft.study")
     parser.add_argument("--out", required=True, help="folder for tables, figures and index.md")
@@ -188,28 +189,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="study config for --fits_devices (default: configs/study.py)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.runs):
-        print(f"error: runs directory not found: {args.runs}", file=sys.stderr)
-        return EXIT_USAGE
+        raise ConfigError(f"runs directory not found: {args.runs}")
     devices = [d for d in args.fits_devices.split(",") if d]
-    try:
-        from jaxft.train.memory import parse_devices
+    from jaxft.train.memory import parse_devices
 
-        for d in devices:  # a typo in a device name is a usage error, found before any work
-            parse_devices(d)
-        if not (math.isfinite(args.price_per_hour) and args.price_per_hour > 0):
-            raise ConfigError(f"--price_per_hour={args.price_per_hour}: must be a positive number")
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    for d in devices:  # a typo in a device name is a usage error, found before any work
+        parse_devices(d)
+    if not (math.isfinite(args.price_per_hour) and args.price_per_hour > 0):
+        raise ConfigError(f"--price_per_hour={args.price_per_hour}: must be a positive number")
     try:
         report = build_report(args.runs, args.out, args.compare, args.price_per_hour, devices,
                               args.study_config)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except JaxftError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_DATA
     except OSError as e:
         print(f"error: cannot write the report: {e}", file=sys.stderr)
         return EXIT_BAD_DATA

@@ -25,16 +25,20 @@ import os
 from typing import Any
 
 from jaxft.errors import DataError
+from jaxft.eval.resume import METRICS as EVAL_METRICS
+from jaxft.eval.resume import PREDICTIONS
+from jaxft.jsonl import read_jsonl
+from jaxft.peft.methods import METHODS as FINE_TUNED
+from jaxft.rundir import RunDir, StudyCell, study_file
 
-METHODS = ("zero-shot", "5-shot", "full", "lora", "dora")
-FINE_TUNED = ("full", "lora", "dora")
+METHODS = ("zero-shot", "5-shot", *FINE_TUNED)
 BASELINE = "zero-shot"
 BENCHMARKS = ("orcamath", "gsm8k", "math", "math500", "svamp")
 
 # metrics.json may round exact_match to two decimals; anything further off is a real mismatch.
 EXACT_MATCH_TOL = 0.005 + 1e-9
 
-_SUMMARY_KEYS = ("runtime_seconds", "samples_per_second", "tokens_per_second", "trainable_params")
+_SUMMARY_KEYS = ("runtime_seconds", "samples_per_second", "tokens_per_second", "trainable_params")  # required
 _PREDICTION_KEYS = ("id", "generation", "correct")
 
 
@@ -91,27 +95,6 @@ def read_json(path: str) -> Any:
         raise DataError(f"{path}: not UTF-8 text ({e})") from None
 
 
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-    """Parse JSON Lines (blank lines skipped); the error names the file and line."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: malformed JSON: {e.msg}") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object, "
-                                    f"got {type(row).__name__}")
-                rows.append(row)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e})") from None
-    return rows
-
-
 def _require(obj: dict, key: str, kind: type | tuple, where: str) -> Any:
     """Numeric fields only: every caller needs a count or a rate."""
     if not isinstance(obj, dict):
@@ -126,7 +109,7 @@ def _require(obj: dict, key: str, kind: type | tuple, where: str) -> Any:
 
 
 def _read_eval(model: str, method: str, benchmark: str, folder: str) -> EvalCell | None:
-    path = os.path.join(folder, "metrics.json")
+    path = os.path.join(folder, EVAL_METRICS)
     if not os.path.isfile(path):
         return None
     meta = read_json(path)
@@ -139,7 +122,7 @@ def _read_eval(model: str, method: str, benchmark: str, folder: str) -> EvalCell
         raise DataError(f"{path}: exact_match={em} but 100*correct/n = 100*{correct}/{n} = "
                         f"{100.0 * correct / n:.4f} (exact_match must be a percent of n)")
     predictions = None
-    pred_path = os.path.join(folder, "predictions.jsonl")
+    pred_path = os.path.join(folder, PREDICTIONS)
     if os.path.isfile(pred_path):
         predictions = _read_predictions(pred_path, n, correct)
     return EvalCell(model, method, benchmark, n, correct, float(em), path, predictions)
@@ -171,8 +154,7 @@ def _read_predictions(path: str, n: int, correct: int) -> list[dict[str, Any]]:
 
 
 def _read_train(model: str, method: str, folder: str) -> TrainRun | None:
-    metrics_path = os.path.join(folder, "metrics.jsonl")
-    summary_path = os.path.join(folder, "summary.json")
+    metrics_path, summary_path = RunDir(folder).metrics, RunDir(folder).summary
     have_metrics, have_summary = os.path.isfile(metrics_path), os.path.isfile(summary_path)
     if not (have_metrics or have_summary):
         return None
@@ -205,7 +187,7 @@ def _subdirs(path: str) -> list[str]:
 
 
 def _read_study(root: str) -> dict[str, Any]:
-    path = os.path.join(root, "study.json")
+    path = study_file(root)
     if not os.path.isfile(path):
         return {}
     study = read_json(path)
@@ -231,8 +213,8 @@ def collect(root: str) -> Runs:
     models, methods, benchmarks = set(), set(), set()
     for model in _subdirs(root):
         for method in _subdirs(os.path.join(root, model)):
-            run_dir = os.path.join(root, model, method)
-            train_dir, eval_dir = os.path.join(run_dir, "train"), os.path.join(run_dir, "eval")
+            cell_dirs = StudyCell(root, model, method)
+            train_dir, eval_dir = cell_dirs.train.root, cell_dirs.evals
             if not (os.path.isdir(train_dir) or os.path.isdir(eval_dir)):
                 continue
             models.add(model)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from jaxft.peft.methods import METHODS
+
 # ---------------------------------------------------------------------------------------------
 # The models. Keys are the model names of configs/study.py (the run directories of a study).
 # nominal_params comes from the model's name (what the paper's size axis uses), not from a count.
@@ -41,8 +43,8 @@ MODELS = {
 }
 
 BENCHMARKS = ("orcamath", "gsm8k", "math", "svamp")
-TABLE2_METHODS = ("zero-shot", "full", "lora", "dora")
-TABLE3_METHODS = ("full", "lora", "dora")
+TABLE2_METHODS = ("zero-shot", *METHODS)
+TABLE3_METHODS = METHODS
 TABLE3_FIELDS = ("runtime_seconds", "samples_per_second", "speedup")
 
 # Dollars per H100-hour that Table 3 / section 6.3 price training at (as issue 20 quotes it).

@@ -39,10 +39,6 @@ def repetition_score(text: str, n: int = DEFAULT_N) -> float:
     return repeats / total
 
 
-def is_loop(text: str, n: int = DEFAULT_N) -> bool:
-    return repetition_score(text, n) >= LOOP_THRESHOLD
-
-
 def summarize(generations: Iterable[str], n: int = DEFAULT_N) -> tuple[float, float] | None:
     """(mean repetition score, loop rate in percent) over a cell's generations; None if empty."""
     scores = [repetition_score(g, n) for g in generations]

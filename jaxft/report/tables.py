@@ -21,7 +21,6 @@ from jaxft.eval.stats import wilson_interval  # noqa: F401 - one shared implemen
 from jaxft.report import repetition as rep
 from jaxft.report.collect import BASELINE, FINE_TUNED, EvalCell, Runs
 
-Z95 = 1.959963984540054
 MISSING_MD = "—"
 MISSING_TEX = "---"
 BELOW_MD = "▼"
@@ -32,7 +31,18 @@ BELOW_LEGEND = ("marks a fine-tuned run (full, lora, dora) whose exact match is 
 RESULT_COLUMNS = ("model", "method", "benchmark", "n", "correct", "exact_match", "ci_low",
                   "ci_high", "below_zero_shot", "repetition_rate", "loop_rate")
 THROUGHPUT_COLUMNS = ("model", "method", "runtime_seconds", "samples_per_second",
-                      "tokens_per_second", "trainable_params", "total_params", "speedup_vs_full")
+                      "tokens_per_second", "trainable_params", "total_params", "speedup_vs_full", "machine")
+# A run whose host load (1-minute average over its timed steps) exceeded this many times the host's CPUs
+# shared the machine with other jobs: its samples/s are not comparable with other rows.
+SHARED_LOAD_PER_CPU = 1.5
+
+
+def machine_state(summary: dict[str, Any]) -> str:
+    """'quiet', 'shared (load L on N CPUs)', or 'unknown' for runs that did not record the load."""
+    load, cpus = summary.get("host_load"), summary.get("host_cpus")
+    if load is None or not cpus:
+        return "unknown"
+    return f"shared (load {load:.1f} on {cpus} CPUs)" if load > SHARED_LOAD_PER_CPU * cpus else "quiet"
 SAMPLE_COUNT = 3
 SAMPLE_CHARS = 600
 
@@ -179,9 +189,10 @@ def throughput_rows(runs: Runs) -> list[dict[str, Any]]:
             s = run.summary if run else None
             row = {"model": model, "method": method, "runtime_seconds": None,
                    "samples_per_second": None, "tokens_per_second": None,
-                   "trainable_params": None, "total_params": None, "speedup_vs_full": None}
+                   "trainable_params": None, "total_params": None, "speedup_vs_full": None, "machine": None}
             if s is not None:
                 row.update({k: s.get(k) for k in THROUGHPUT_COLUMNS[2:7]})
+                row["machine"] = machine_state(s)
                 if full_sps:
                     row["speedup_vs_full"] = s["samples_per_second"] / full_sps
             rows.append(row)
@@ -197,26 +208,29 @@ def _throughput_cells(row: dict[str, Any], times: str, missing: str) -> list[str
     speed = row["speedup_vs_full"]
     return [num(row["runtime_seconds"], ".1f"), num(row["samples_per_second"], ".2f"),
             num(row["tokens_per_second"], ",.0f"), num(row["trainable_params"], ",d"), share,
-            missing if speed is None else f"{speed:.2f}{times}"]
+            missing if speed is None else f"{speed:.2f}{times}", row.get("machine") or missing]
 
 
 _THROUGHPUT_HEADERS = ["runtime (s)", "samples/s", "tokens/s", "trainable params",
-                       "trainable %", "speedup vs Full FT"]
+                       "trainable %", "speedup vs Full FT", "machine"]
 
 
 def throughput_md(rows: list[dict[str, Any]]) -> str:
     body = [[r["model"], r["method"]] + _throughput_cells(r, "×", MISSING_MD) for r in rows]
     return ("# Training throughput\n\n"
-            "Speedup vs Full FT = samples/s of the method / samples/s of full fine-tuning of the "
-            f"same model ({MISSING_MD} where either run is missing).\n\n"
-            + md_table(["model", "method"] + _THROUGHPUT_HEADERS, body, "ll" + "r" * 6))
+            "samples/s counts training examples (not packed rows) per second, the first step (compilation) "
+            "left out. Speedup vs Full FT = samples/s of the method / samples/s of full fine-tuning of the "
+            f"same model ({MISSING_MD} where either run is missing). Machine: `shared` where the host's "
+            f"load average over the run exceeded {SHARED_LOAD_PER_CPU} x its CPUs (other jobs ran beside "
+            "it: not comparable with other rows).\n\n"
+            + md_table(["model", "method"] + _THROUGHPUT_HEADERS, body, "ll" + "r" * 6 + "l"))
 
 
 def throughput_tex(rows: list[dict[str, Any]]) -> str:
     body = [[tex_escape(r["model"]), tex_escape(r["method"])]
             + _throughput_cells(r, r"$\times$", MISSING_TEX) for r in rows]
     headers = ["model", "method"] + [tex_escape(h) for h in _THROUGHPUT_HEADERS]
-    return tex_table(headers, body, "ll" + "r" * 6,
+    return tex_table(headers, body, "ll" + "r" * 6 + "l",
                      "% Speedup: samples/s relative to full fine-tuning of the same model.")
 
 

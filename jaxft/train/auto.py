@@ -1,6 +1,6 @@
 """`attention="auto"` and `remat="auto"`: choices that depend on the backend, made once per run.
 
-The loop resolves them before writing config.json (so the workdir records what ran) and the
+The loop resolves them before writing the workdir's config (so it records what ran) and the
 planner resolves them for the device type it is asked about, so both count the same kernel.
 - attention: a GPU with bfloat16/float16 compute gets cuDNN's flash kernel; a TPU the chunked
   path (no [b, h, s, s] scores); a CPU, or float32 on a GPU, the exact explicit-scores path.

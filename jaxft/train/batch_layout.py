@@ -43,3 +43,23 @@ def planned_rows(c, shards: int) -> int:
     rows = int(c.data.get("rows_per_step", 0) or 0) or int(c.global_batch_size)
     unit = row_multiple(int(c.micro_batch_size), shards)
     return -(-rows // unit) * unit
+
+
+# What the train step is fed per row: the data pipeline's batch less its "example" ids.
+STEP_FIELDS = {"input_ids": "int32", "targets": "int32", "positions": "int32", "segment_ids": "int32",
+               "loss_mask": "float32"}
+
+
+def step_shape(lay: BatchLayout, seq_len: int) -> tuple[int, ...]:
+    """The global shape of each field the step gets: [accum, rows / accum, seq] when it accumulates."""
+    if lay.accum > 1:
+        return (lay.accum, lay.rows // lay.accum, seq_len)
+    return (lay.rows, seq_len)
+
+
+def for_step(batch: dict, lay: BatchLayout) -> dict:
+    """A step's rows (this process's share) as the step takes them: only its fields, split into micro-steps."""
+    out = {k: batch[k] for k in STEP_FIELDS}
+    if lay.accum > 1:
+        out = {k: v.reshape(lay.accum, -1, *v.shape[1:]) for k, v in out.items()}
+    return out

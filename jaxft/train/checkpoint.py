@@ -27,7 +27,6 @@ import zlib
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxft.atomic import write_atomic
@@ -402,10 +401,6 @@ def abstract_like(tree: Any) -> Any:
     default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                        sharding=getattr(x, "sharding", None) or default), tree)
-
-
-def to_numpy(tree: Any) -> Any:
-    return jax.tree.map(np.asarray, tree)
 
 
 def read_json(path: str) -> dict:

@@ -1,6 +1,7 @@
-"""Experiment configs: `--config=configs/X.py` (a get_config() file) plus `--config.a.b=v` overrides.
+"""Experiment configs: `--config=configs/X.py[:arg]` (a get_config() file) plus `--config.a.b=v` overrides.
 
 Unknown keys are refused with the closest known key, so a typo never trains the wrong experiment.
+`parse_command_line` is the one reading of such a command line (train, plan and study use it).
 """
 
 from __future__ import annotations
@@ -8,29 +9,57 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import inspect
 import json
 import os
 import sys
+from typing import Iterable, NamedTuple
 
 import ml_collections
 
 from jaxft.errors import ConfigError
+from jaxft.peft.methods import METHODS
 
-METHODS = ("full", "lora", "dora")
+# The protocol's peak learning rate per method (our choice: the study does not print its values).
+# A config's optim.learning_rate 0.0 means "this": finalize() fills it after every override.
+LEARNING_RATES = {"full": 2e-5, "lora": 2e-4, "dora": 2e-4}
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """`path[:arg]` -> (path, arg); as ml_collections' config_flags, the text after ':' goes to get_config."""
+    if os.path.isfile(spec) or ":" not in spec:
+        return spec, None
+    path, arg = spec.split(":", 1)
+    return path, arg
+
+
+def read_config(spec: str) -> ml_collections.ConfigDict:
+    """The ConfigDict that get_config() or get_config(arg) of `path[:arg]` returns, as written."""
+    path, arg = split_spec(spec)
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     if root not in sys.path:  # so that `from configs.base import ...` works from any cwd
         sys.path.insert(0, root)
-    spec = importlib.util.spec_from_file_location(f"_jaxft_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module_spec = importlib.util.spec_from_file_location(f"_jaxft_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
-    return module.get_config()
+    if arg is None:
+        return module.get_config()
+    if not inspect.signature(module.get_config).parameters:
+        raise ConfigError(f"{path}: get_config() takes no argument, got {spec!r}; drop ':{arg}'")
+    return module.get_config(arg)
+
+
+def load_config_file(spec: str, overrides: Iterable[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+    """The config `path[:arg]` names, `--config.` overrides (dotted key, text) applied, then finalized."""
+    c = read_config(spec)
+    for dotted, raw in overrides:
+        apply_override(c, dotted, raw)
+    finalize(c)
+    return c
 
 
 def _all_keys(c: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -82,6 +111,16 @@ def apply_override(c: ml_collections.ConfigDict, dotted: str, raw: str) -> None:
     node[parts[-1]] = _parse_value(raw, node[parts[-1]], dotted)
 
 
+def finalize(c: ml_collections.ConfigDict) -> None:
+    """What a config leaves to its method, filled after the overrides: optim.learning_rate 0.0 becomes the
+    method's rate, so `--config.method=full` on a LoRA file trains at the Full-FT rate, while
+    `--config.optim.learning_rate=X` always wins. Configs without these keys (a study's) are left alone."""
+    optim = c.get("optim")
+    if isinstance(optim, ml_collections.ConfigDict) and optim.get("learning_rate") == 0.0:
+        if c.get("method") in LEARNING_RATES:
+            optim.learning_rate = LEARNING_RATES[c.method]
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
     for key in ("method", "total_steps", "checkpoint_every_steps", "model", "global_batch_size"):
         if key not in c:
@@ -92,35 +131,62 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.global_batch_size={c.global_batch_size} must be positive")
     if c.compute_dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"config.compute_dtype={c.compute_dtype!r}; allowed: float32, bfloat16")
+    if "optim" in c and not c.optim.learning_rate > 0:
+        raise ConfigError(f"config.optim.learning_rate={c.optim.learning_rate} must be positive "
+                          "(0.0 means the method's rate: load the config with load_config_file)")
     from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings
 
     check_loss_settings(c.get("loss_impl", "chunked"), c.get("loss_chunk", DEFAULT_CHUNK))
 
 
-def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, dict]:
-    """argv like ['--config=configs/tiny.py', '--workdir=runs/x', '--config.total_steps=5']."""
-    config_path, workdir, overrides, extra = None, None, [], {}
+class CommandLine(NamedTuple):
+    config: ml_collections.ConfigDict
+    config_path: str  # as given, `path[:arg]`
+    flags: dict[str, str]  # every other --name=value (--workdir among them)
+    switches: frozenset[str]  # the bare --name arguments given
+
+
+def parse_command_line(argv: Iterable[str], *, usage: str = "expected --name=value",
+                       flags: Iterable[str] | None = None, switches: Iterable[str] = (),
+                       required: dict[str, str] | None = None, training: bool = True) -> CommandLine:
+    """`--config=path[:arg] [--config.a.b=v ...] [--name=value ...] [--switch ...]` -> the loaded config.
+
+    flags: the --name=value names allowed besides --config (None: any, passed on); switches: the bare
+    --name arguments allowed; required: flag name -> placeholder, checked before the config loads;
+    usage: what a refused argument is told. training: validate the config (a study's is not a training config).
+    """
+    switches, allowed = frozenset(switches), None if flags is None else set(flags)
+    spec, overrides, given, on = None, [], {}, set()
     for arg in argv:
-        if not arg.startswith("--") or "=" not in arg:
-            raise ConfigError(f"argument {arg!r}: expected --name=value")
-        name, value = arg[2:].split("=", 1)
-        if name == "config":
-            config_path = value
-        elif name == "workdir":
-            workdir = value
+        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not eq and name in switches:
+            on.add(name)
+        elif not name or not eq:
+            raise ConfigError(f"argument {arg!r}: {usage}")
+        elif name == "config":
+            spec = value
         elif name.startswith("config."):
             overrides.append((name[len("config."):], value))
+        elif allowed is None or name in allowed:
+            given[name] = value
         else:
-            extra[name] = value
-    if config_path is None:
+            raise ConfigError(f"argument {arg!r}: {usage}")
+    if spec is None:
         raise ConfigError("missing --config=path/to/config.py")
-    if workdir is None:
-        raise ConfigError("missing --workdir=DIR")
-    c = load_config_file(config_path)
-    for dotted, raw in overrides:
-        apply_override(c, dotted, raw)
-    validate(c)
-    return c, workdir, extra
+    for name, placeholder in (required or {}).items():
+        if not given.get(name):
+            raise ConfigError(f"missing --{name}={placeholder}")
+    c = load_config_file(spec, overrides)
+    if training:
+        validate(c)
+    return CommandLine(c, spec, given, frozenset(on))
+
+
+def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, dict]:
+    """argv like ['--config=configs/tiny.py', '--workdir=runs/x', '--config.total_steps=5']."""
+    cl = parse_command_line(argv, required={"workdir": "DIR"})
+    extra = dict(cl.flags)
+    return cl.config, extra.pop("workdir"), extra
 
 
 def config_to_json(c: ml_collections.ConfigDict) -> str:

@@ -39,7 +39,6 @@ h/q/kv/i = hidden, query (heads*head_dim), key-value and MLP widths, nh = query 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Any
@@ -97,36 +96,6 @@ def parse_devices(spec: str) -> Hardware:
                       f"cpu or cpuxN")
 
 
-def resolve_mesh(mesh_shape: dict, n: int) -> tuple[int, int]:
-    """(data, fsdp) by the rules of sharding.make_mesh, without needing the devices."""
-    data, fsdp = int(mesh_shape.get("data", -1)), int(mesh_shape.get("fsdp", 1))
-    if data == -1 and fsdp == -1:
-        raise ConfigError("mesh_shape: at most one of data/fsdp may be -1")
-    data = n // fsdp if data == -1 else data
-    fsdp = n // data if fsdp == -1 else fsdp
-    if data * fsdp != n:
-        raise ConfigError(f"mesh_shape data={data} x fsdp={fsdp} does not match the {n} devices")
-    return data, fsdp
-
-
-def model_config(c):
-    """The ModelConfig of `c.model` from its config alone: no weights are read."""
-    from jaxft.models import ModelConfig
-    from jaxft.models.hf_config import config_from_hf
-    from jaxft.models.registry import HF_CONFIGS, registry_config
-
-    if c.model == "random":
-        return ModelConfig(**c.random_model.to_dict())
-    if c.model in HF_CONFIGS:
-        return registry_config(c.model)
-    path = os.path.join(c.model, "config.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            return config_from_hf(json.load(f), where=path)
-    raise ConfigError(f"model {c.model!r}: the planner needs 'random', a registry name ({', '.join(HF_CONFIGS)}) "
-                      f"or an HF directory with config.json")
-
-
 @dataclasses.dataclass(frozen=True)
 class Setup:
     """Everything the formula reads, in bytes per device where it is a size."""
@@ -172,32 +141,26 @@ def _sharded_bytes(tree: Any, fsdp: int) -> int:
 
 
 def setup_from_config(c, n_devices: int) -> Setup:
-    """Abstract model (jax.eval_shape) + adapters + optimizer state, exactly as the train loop builds them."""
+    """Abstract model (jax.eval_shape) + adapters + optimizer state and the batch layout, from the
+    builder the train loop uses (jaxft.run_setup)."""
     import jax
     from flax import nnx
 
     from jaxft.models.load import as_dtype
-    from jaxft.models.params import abstract_model
-    from jaxft.peft import apply_peft, split_params
+    from jaxft.peft import split_params
     from jaxft.peft.apply import adapted_layers
-    from jaxft.train.batch_layout import layout, planned_rows
+    from jaxft.run_setup import batch_layout, build
     from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings
     from jaxft.train.optim import make_optimizer
 
     if str(c.remat) not in REMATS:
         raise ConfigError(f"config.remat={c.remat!r}; allowed: {', '.join(REMATS)} (resolve 'auto' first: "
                           f"jaxft.train.auto.resolve)")
-    if str(c.attention) == "auto":
-        raise ConfigError("config.attention='auto' must be resolved first (jaxft.train.auto.resolve)")
-    cfg = model_config(c)
-    data, fsdp = resolve_mesh(dict(c.mesh_shape), n_devices)
-    shards = data * fsdp
-    lay = layout(planned_rows(c, shards), int(c.micro_batch_size), shards)
+    parts = build(c, abstract=True, n_devices=n_devices)
+    data, fsdp, model = parts.data, parts.fsdp, parts.model
+    cfg = model.config
+    lay = batch_layout(c, parts.shards)
     cdtype, pdtype = as_dtype(c.compute_dtype), as_dtype(c.param_dtype)
-    model = abstract_model(cfg, cdtype, pdtype)
-    if c.method != "full":
-        model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
-                           dropout=c.peft.dropout, rslora=c.peft.rslora)
     adapted = adapted_layers(model)
     adapters = [m for n, m in adapted.items() if n.startswith("model.layers.0.")]
     loss_impl, loss_chunk = str(c.get("loss_impl", "chunked")), c.get("loss_chunk", DEFAULT_CHUNK)
@@ -308,31 +271,27 @@ def largest_batch(s: Setup, usable: int, remat: str | None = None, limit: int = 
 
 
 def compiled_memory(c) -> dict[str, int]:
-    """XLA's own accounting of the jitted train step for `c`, built as the loop builds it on abstract
-    weights (compiled, never run): the figure the planner is checked against. `c.attention` and
-    `c.remat` must be resolved (jaxft.train.auto)."""
+    """XLA's own accounting of the jitted train step for `c` on one device, built by the loop's builder
+    on abstract weights (compiled, never run): the figure the planner is checked against. `c.attention`
+    and `c.remat` must be resolved (jaxft.train.auto)."""
     import jax
     import jax.numpy as jnp
 
-    from jaxft.models.load import as_dtype
-    from jaxft.models.params import abstract_model
-    from jaxft.peft import apply_peft, split_params
-    from jaxft.train.batch_layout import planned_rows
+    from jaxft.peft import split_params
+    from jaxft.run_setup import batch_layout, build
+    from jaxft.train.batch_layout import STEP_FIELDS, step_shape
     from jaxft.train.optim import make_optimizer
     from jaxft.train.step import make_train_step
 
-    model = abstract_model(model_config(c), as_dtype(c.compute_dtype), as_dtype(c.param_dtype))
-    model.scan_layers, model.remat, model.attention = bool(c.scan_layers), str(c.remat), str(c.attention)
-    if c.method != "full":
-        model = apply_peft(model, c.method, targets=tuple(c.peft.targets), r=c.peft.r, alpha=c.peft.alpha,
-                           dropout=c.peft.dropout)
-    graphdef, trainable, frozen = split_params(model, c.method)
+    parts = build(c, abstract=True, n_devices=1)
+    lay = batch_layout(c, parts.shards)
+    graphdef, trainable, frozen = split_params(parts.model, c.method)
     optimizer = make_optimizer(1e-5)
     opt_state = jax.eval_shape(optimizer.init, trainable)
-    shape = (planned_rows(c, 1), c.data.seq_len)
-    batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in ("input_ids", "targets", "positions", "segment_ids")}
-    batch["loss_mask"] = jax.ShapeDtypeStruct(shape, jnp.float32)
-    step = make_train_step(graphdef, optimizer, loss_impl=c.loss_impl, loss_chunk=c.loss_chunk)
+    shape = step_shape(lay, c.data.seq_len)
+    batch = {k: jax.ShapeDtypeStruct(shape, jnp.dtype(t)) for k, t in STEP_FIELDS.items()}
+    step = make_train_step(graphdef, optimizer, accum_steps=lay.accum, loss_impl=c.loss_impl,
+                           loss_chunk=c.loss_chunk)
     m = step.lower(trainable, frozen, opt_state, batch, None).compile().memory_analysis()
     # Donated outputs alias their arguments, so they are counted once.
     return {"temp": m.temp_size_in_bytes,

@@ -1,28 +1,12 @@
-"""A trained model back from a workdir (config.json + latest checkpoint), for export and analysis."""
+"""A trained model back from a workdir (its resolved config + latest checkpoint), for export and analysis."""
 
 from __future__ import annotations
 
-import json
-import os
-
 import jax
-import ml_collections
 
+from jaxft import rundir
 from jaxft.errors import CheckpointError, ConfigError
 from jaxft.train import checkpoint as ckpt_lib
-
-
-def is_training_workdir(path: str) -> bool:
-    """What jaxft.train writes: checkpoints/ beside the resolved config.json."""
-    return os.path.isdir(os.path.join(path, "checkpoints")) and os.path.isfile(os.path.join(path, "config.json"))
-
-
-def read_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{workdir}: no config.json, so it is no jaxft training workdir")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
 
 
 def restore_model(workdir: str, step: int | None = None, compute_dtype: str | None = None):
@@ -33,12 +17,12 @@ def restore_model(workdir: str, step: int | None = None, compute_dtype: str | No
     from flax import nnx
 
     from jaxft.peft import split_params
-    from jaxft.train.loop import build_model
+    from jaxft.run_setup import build_model
 
-    c = read_workdir_config(workdir)
+    c = rundir.read_config(workdir)
     if compute_dtype is not None:
         c.compute_dtype = compute_dtype
-    checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+    checkpointer = ckpt_lib.Checkpointer(rundir.RunDir(workdir).checkpoints, async_save=False)
     step = checkpointer.latest_step() if step is None else step
     if step is None:
         raise ConfigError(f"{workdir}: holds no complete checkpoint")

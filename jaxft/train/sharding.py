@@ -19,9 +19,8 @@ AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")
 
 
-def make_mesh(mesh_shape: dict, devices: list | None = None) -> Mesh:
-    devices = list(devices if devices is not None else jax.devices())
-    n = len(devices)
+def mesh_axes(mesh_shape: dict, n: int) -> tuple[int, int]:
+    """(data, fsdp) for `n` devices, -1 standing for what is left; no devices needed (the planner)."""
     data, fsdp = int(mesh_shape.get("data", -1)), int(mesh_shape.get("fsdp", 1))
     if data == -1 and fsdp == -1:
         raise ConfigError("mesh_shape: at most one of data/fsdp may be -1")
@@ -31,7 +30,12 @@ def make_mesh(mesh_shape: dict, devices: list | None = None) -> Mesh:
         fsdp = n // data
     if data * fsdp != n:
         raise ConfigError(f"mesh_shape data={data} x fsdp={fsdp} does not match the {n} devices")
-    return Mesh(np.asarray(devices).reshape(data, fsdp), AXES)
+    return data, fsdp
+
+
+def make_mesh(mesh_shape: dict, devices: list | None = None) -> Mesh:
+    devices = list(devices if devices is not None else jax.devices())
+    return Mesh(np.asarray(devices).reshape(mesh_axes(mesh_shape, len(devices))), AXES)
 
 
 def param_spec(shape: tuple[int, ...], fsdp: int) -> P:
