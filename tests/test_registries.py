@@ -88,3 +88,21 @@ def test_method_names_load_without_jax():
     """Configs and the report read the method names; neither needs jax or flax for them."""
     loaded = _imported_by("jaxft.peft.methods") | _imported_by("jaxft.report.collect")
     assert not {"jax", "flax"} & loaded
+
+
+def test_package_level_scoring_keeps_the_task_name_contract():
+    """DESIGN.md's contract: jaxft.eval.is_correct(task, generation, reference); a scorer kind works too."""
+    import pytest
+
+    from jaxft.data.tasks import get_task
+    from jaxft.errors import ConfigError
+    from jaxft.eval import extract_answer, is_correct
+
+    for task, gen, ref, wrong in [("gsm8k", "so she has 18 left. The answer is 18.", "18", "17"),
+                                  ("svamp", "The answer is 7.", "7", "8"),
+                                  ("math", "so $\\boxed{\\frac{1}{2}}$", "\\frac12", "\\frac13")]:
+        assert is_correct(task, gen, ref) and not is_correct(task, gen, wrong)
+        assert is_correct(get_task(task).scorer, gen, ref)
+        assert extract_answer(task, gen) is not None
+    with pytest.raises(ConfigError, match="unknown task or scorer 'nope'; tasks: .*gsm8k"):
+        is_correct("nope", "1", "1")
