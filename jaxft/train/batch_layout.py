@@ -37,10 +37,15 @@ def layout(rows: int, micro_batch_size: int, shards: int) -> BatchLayout:
     return BatchLayout(rows=rows, shards=shards, accum=accum, micro_rows=rows // accum // shards)
 
 
+def configured_rows(c) -> int:
+    """`data.rows_per_step` (0 = the data decides; configs written before the key existed read as 0)."""
+    return int(c.data.get("rows_per_step", 0) or 0)
+
+
 def planned_rows(c, shards: int) -> int:
     """Rows per step when no data is at hand (the planner): `data.rows_per_step` if set, else one row per
     example, the most packing can ever need."""
-    rows = int(c.data.get("rows_per_step", 0) or 0) or int(c.global_batch_size)
+    rows = configured_rows(c) or int(c.global_batch_size)
     unit = row_multiple(int(c.micro_batch_size), shards)
     return -(-rows // unit) * unit
 

@@ -72,7 +72,7 @@ def prepare_data(c, tok, shards: int) -> TrainData:
     from jaxft.data.pipeline import StepPlan, tokenize_examples
     from jaxft.data.tasks import load_task
     from jaxft.run_setup import batch_layout
-    from jaxft.train.batch_layout import row_multiple
+    from jaxft.train.batch_layout import configured_rows, row_multiple
 
     examples = load_task(c.data.task, c.data.split, data_dir=c.data.data_dir or None, limit=c.data.limit or None,
                          seed=c.seed)
@@ -80,7 +80,7 @@ def prepare_data(c, tok, shards: int) -> TrainData:
     plan = StepPlan([len(r["tokens"]) for r in tokset.records], batch_size=c.global_batch_size,
                     seq_len=c.data.seq_len, seed=c.data.shuffle_seed, total_steps=c.total_steps,
                     num_epochs=c.data.num_epochs, packing=c.data.packing,
-                    rows_per_step=int(c.data.get("rows_per_step", 0) or 0),
+                    rows_per_step=configured_rows(c),
                     row_multiple=row_multiple(c.micro_batch_size, shards, jax.process_count()))
     return TrainData(tokset, plan, batch_layout(c, shards, plan.rows))
 
