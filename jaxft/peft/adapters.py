@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxft.models.transformer import Linear
+from jaxft.models.transformer import Linear, project
 
 Array = jax.Array
 ADAPTER_DTYPE = jnp.float32
@@ -126,7 +126,7 @@ class LoRALinear(Linear):
 
     def matmul(self, x: Array) -> Array:
         """W x without bias, in the compute dtype."""
-        return jnp.einsum("...i,oi->...o", x, self.weight[...].astype(self.dtype))
+        return project(x, self.weight[...].astype(self.dtype))
 
     def lora_delta(self, x: Array) -> Array:
         return low_rank(x, self.lora_A[...].astype(self.dtype), self.lora_B[...].astype(self.dtype), self.scaling)
