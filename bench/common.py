@@ -38,10 +38,12 @@ def torch_reference(path: str):
                                                 dtype=torch.float32).eval()
 
 
-def compiled_train_step(graphdef, trainable, frozen, batch, use_rng: bool, loss_impl: str = "chunked"):
+def compiled_train_step(graphdef, trainable, frozen, batch, use_rng: bool, loss_impl: str = "chunked",
+                        accum_steps: int = 1):
     """jaxft's train step (AdamW, lr 1e-5) compiled ahead for these inputs, and `one()`, which runs it
     once and blocks, carrying parameters and optimizer state (both donated) from call to call.
     `loss_impl`: "chunked" (the default, fused LM head + cross-entropy) or "dense" (full logits).
+    `accum_steps` > 1: batch leaves are [accum_steps, micro, ...], gradients summed over micro-steps.
     Returns (one, compile seconds)."""
     from jaxft.train.optim import make_optimizer
     from jaxft.train.step import make_train_step
@@ -50,7 +52,7 @@ def compiled_train_step(graphdef, trainable, frozen, batch, use_rng: bool, loss_
     opt_state = opt.init(trainable)
     t = time.perf_counter()
     rng = jax.random.key(0) if use_rng else None
-    step = make_train_step(graphdef, opt, loss_impl=loss_impl).lower(trainable, frozen, opt_state, batch, rng).compile()
+    step = make_train_step(graphdef, opt, loss_impl=loss_impl, accum_steps=accum_steps).lower(trainable, frozen, opt_state, batch, rng).compile()
     compile_s = time.perf_counter() - t
     carry = {"trainable": trainable, "opt_state": opt_state, "i": 0}
 

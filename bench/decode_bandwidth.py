@@ -4,7 +4,10 @@ A decode step of a small model reads every weight once and each row's KV cache o
 arithmetic per byte: its floor is bytes / memory bandwidth. This script measures the machine's
 bandwidth with a STREAM-like copy (numpy and a jitted JAX copy of 1 GiB arrays; read + write counted),
 then jaxft's greedy decode step of SmolLM2-135M-Instruct (float32, as `jaxft.eval` runs on CPU) at
-batch 1, 8 and 32, and prints the step time as a multiple of the limit.
+batch 1, 8 and 32, and prints the step time as a multiple of the limit. Past a few rows a CPU
+decode step stops being bandwidth-bound: its matmul FLOPs (2 x parameters x batch, plus attention
+over the cache) at the machine's best float32 GEMM rate (a jitted 2048^3 matmul) are a second
+floor, printed beside the first; the step is compared with the larger of the two.
 
 Step time is a difference of two runs, (t(n2) - t(n1)) / (n2 - n1) new tokens, with EOS disabled and
 static batches, so prefill, refills and host work outside the decode loop cancel. Two KV figures:
@@ -49,6 +52,22 @@ def copy_bandwidth(gib: float = 1.0, repeats: int = 5) -> dict:
     return best
 
 
+def gemm_flops(n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 FLOP/s of a jitted n x n x n matmul: the compute floor's rate."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.asarray(np.random.default_rng(0).random((n, n), dtype=np.float32))
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / min(times)
+
+
 def decode_seconds(model, batch: int, prompt: int, new: int, pad: int) -> float:
     from jaxft.eval.generate import DecodeSettings, generate_ids, warm_up
 
@@ -81,6 +100,8 @@ def main():
     for name, v in bw.items():
         print(f"bandwidth {name:11s}: {v / 1e9:6.2f} GB/s")
     peak = max(bw.values())
+    flops = gemm_flops()
+    print(f"float32 GEMM (2048^3, jitted): {flops / 1e9:6.1f} GFLOP/s")
     model, tok = load_model(gguf_package_file("smollm2-135m-instruct-q4"))
     cfg = model.config
     weights = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
@@ -88,9 +109,10 @@ def main():
     kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * item
     print(f"weights {weights / 2 ** 20:.1f} MiB ({model.dtype}), KV cache {kv_per_token / 1024:.1f} KiB per token; "
           f"prompt {args.prompt}, steps timed {args.n1}..{args.n2}")
+    params = weights // item  # tied head: the embedding matrix is the head's matmul
     print("| batch | step ms | tokens/s | live KV MiB | limit ms (live KV) | step / limit | static KV MiB | "
-          "limit ms (static KV) | step / limit |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "limit ms (static KV) | step / limit | compute floor ms | step / max(floors) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for b in (int(x) for x in args.batches.split(",")):
         t1 = decode_seconds(model, b, args.prompt, args.n1, tok.pad_token_id)
         t2 = decode_seconds(model, b, args.prompt, args.n2, tok.pad_token_id)
@@ -99,8 +121,12 @@ def main():
         live = b * ctx * kv_per_token
         static = b * (-(-args.prompt // 32) * 32 + args.n2 + 32) * kv_per_token
         lim_live, lim_static = (weights + live) / peak, (weights + static) / peak
+        # q.k and p.v over the live context: 2 dots x 2 FLOPs x heads x head_dim per cached token
+        attn = 4 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * ctx * b
+        floor = (2 * params * b + attn) / flops
         print(f"| {b} | {1e3 * step:.1f} | {b / step:.0f} | {live / 2 ** 20:.1f} | {1e3 * lim_live:.1f} | "
-              f"{step / lim_live:.2f} | {static / 2 ** 20:.1f} | {1e3 * lim_static:.1f} | {step / lim_static:.2f} |")
+              f"{step / lim_live:.2f} | {static / 2 ** 20:.1f} | {1e3 * lim_static:.1f} | {step / lim_static:.2f} | "
+              f"{1e3 * floor:.1f} | {step / max(lim_live, floor):.2f} |")
 
 
 if __name__ == "__main__":

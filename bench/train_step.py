@@ -5,7 +5,14 @@ float32 on CPU. Each row: warm-up steps, then the median of timed steps; jaxft's
 reported apart. Adapter dropout defaults to 0 on both sides: with dropout PEFT's DoRA recomputes
 W·dropout(x), a second full-size matmul per layer that any exact port must do too.
 
-    python bench/train_step.py [--warmup 1 --steps 3 --dropout 0.0 --only jaxft|torch --loss-impl chunked|dense]
+jaxft runs the step as the CPU configs do (configs/grid_smollm2_cpu.py: micro_batch_size=2): the
+8 rows as 4 accumulated micro-steps of 2 rows inside the one jitted step, which keeps every
+activation buffer small enough to be reused instead of freshly allocated and faulted in (system
+time). Same tokens and same objective per optimizer step as torch's single pass over 8 rows;
+`--micro-batch 0` runs jaxft in one pass too.
+
+    python bench/train_step.py [--warmup 1 --steps 3 --dropout 0.0 --micro-batch 2 --only jaxft|torch
+                                --loss-impl chunked|dense --methods full,lora,dora]
 
 Last line: `lora/full=X.XX dora/full=X.XX jaxft_lora/peft_lora=X.XX` (ratios of tokens/s; the
 first two within jaxft).
@@ -39,9 +46,14 @@ def parse_args():
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--only", choices=("jaxft", "torch"), default=None)
+    p.add_argument("--micro-batch", type=int, default=2,
+                   help="jaxft rows per accumulated micro-step (0: the whole batch in one pass)")
     p.add_argument("--loss-impl", choices=("chunked", "dense"), default="chunked",
                    help="jaxft's loss: fused LM head + cross-entropy in chunks, or the full logits")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.micro_batch < 0 or (args.micro_batch and args.batch % args.micro_batch):
+        p.error(f"--micro-batch {args.micro_batch} must be 0 or divide --batch {args.batch}")
+    return args
 
 
 def make_batch(vocab: int, batch: int, seq: int) -> dict[str, np.ndarray]:
@@ -78,7 +90,9 @@ def bench_jaxft(args, methods) -> dict[str, tuple[float, float, float]]:
     base, _ = load_model(MODEL)
     print(f"jaxft: loaded {MODEL} in {time.perf_counter() - t:.1f}s", flush=True)
     base_graphdef, base_state = nnx.split(base)
-    batch = {k: jnp.asarray(v) for k, v in make_batch(base.config.vocab_size, args.batch, args.seq).items()}
+    accum = args.batch // args.micro_batch if args.micro_batch else 1
+    batch = {k: jnp.asarray(v.reshape(accum, -1, *v.shape[1:]) if accum > 1 else v)
+             for k, v in make_batch(base.config.vocab_size, args.batch, args.seq).items()}
     out = {}
     for method in methods:
         model = apply_peft(nnx.merge(base_graphdef, base_state), method, r=args.r, alpha=args.alpha,
@@ -86,7 +100,7 @@ def bench_jaxft(args, methods) -> dict[str, tuple[float, float, float]]:
         graphdef, trainable, frozen = split_params(model, method)
         trainable = jax.tree.map(jnp.copy, trainable)  # donated by the step; keep the base intact
         one, compile_s = compiled_train_step(graphdef, trainable, frozen, batch, args.dropout > 0 and method != "full",
-                                             loss_impl=args.loss_impl)
+                                             loss_impl=args.loss_impl, accum_steps=accum)
         out[method] = (*timed(one, args.warmup, args.steps), compile_s)
         print(f"jaxft {method}: {out[method][0]:.2f}s/step (cpu {out[method][1]:.2f}s, compile {compile_s:.1f}s)",
               flush=True)
@@ -131,7 +145,7 @@ def main():
     if args.only != "jaxft":
         rows["torch+peft"] = bench_torch(args, methods)
     print(f"\nbatch {args.batch}x{args.seq} float32, dropout {args.dropout}, r={args.r}, "
-          f"jaxft loss {args.loss_impl}, median of {args.steps} steps after {args.warmup} warm-up")
+          f"jaxft loss {args.loss_impl}, jaxft micro-batch {args.micro_batch or args.batch} rows, median of {args.steps} steps after {args.warmup} warm-up")
     print(f"{'framework':<11} {'method':<6} {'s/step':>8} {'tokens/s':>9} {'cpu_s/step':>11} {'compile_s':>10}")
     tps = {}
     for fw, res in rows.items():

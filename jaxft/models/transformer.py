@@ -63,14 +63,26 @@ def _fold(rng: Array | None, i: int) -> Array | None:
     return None if rng is None else jax.random.fold_in(rng, i)
 
 
-def project(x: Array, w: Array) -> Array:
+# Up to this many rows (decode steps: one token per sequence) XLA:CPU computes x Wᵀ faster as (W xᵀ)ᵀ.
+FEW_ROWS = 64
+
+
+def project(x: Array, w: Array, preferred_element_type=None) -> Array:
     """x Wᵀ for W in HF layout [out, in], as one 2-D GEMM over all leading dims flattened.
 
     With a 3-D einsum the weight gradient contracts over (batch, token) and XLA:CPU fuses the
     preceding elementwise backward op (SiLU's, RMSNorm's) into a transpose copy of the [tokens, out]
     cotangent; on the flattened 2-D dot it feeds the GEMM directly (train step -19%, BENCHMARKS.md).
+    For 2..FEW_ROWS rows on CPU the weight is the GEMM's left operand and the small [out, rows]
+    result is transposed after a barrier (else XLA folds the transpose back into the dot): the
+    weight streams through once instead of being packed for a skinny product, 1.3-1.7x faster per
+    decode step's matmuls at 4-32 rows (BENCHMARKS.md). One row stays a plain GEMV.
     """
-    y = jnp.dot(x.reshape(-1, x.shape[-1]), w.T)
+    x2 = x.reshape(-1, x.shape[-1])
+    if 1 < x2.shape[0] <= FEW_ROWS and jax.default_backend() == "cpu":
+        y = jax.lax.optimization_barrier(jnp.dot(w, x2.T, preferred_element_type=preferred_element_type)).T
+    else:
+        y = jnp.dot(x2, w.T, preferred_element_type=preferred_element_type)
     return y.reshape(*x.shape[:-1], w.shape[0])
 
 
@@ -345,7 +357,7 @@ class Transformer(nnx.Module):
             w = self.model.embed_tokens.weight[...]
         else:
             w = self.lm_head.weight[...]
-        logits = jnp.einsum("bsh,vh->bsv", x, w.astype(self.dtype), preferred_element_type=jnp.float32)
+        logits = project(x, w.astype(self.dtype), preferred_element_type=jnp.float32)
         if cache is None:
             return logits
         new_cache = {
