@@ -9,8 +9,8 @@ import time
 import jax
 
 
-def median_seconds(fn, warmup: int, repeats: int) -> float:
-    """Median wall seconds of `repeats` calls of `fn` after `warmup` untimed ones; `fn` must block until done."""
+def call_seconds(fn, warmup: int, repeats: int) -> list[float]:
+    """Wall seconds of each of `repeats` calls of `fn` after `warmup` untimed ones; `fn` must block until done."""
     for _ in range(warmup):
         fn()
     times = []
@@ -18,7 +18,11 @@ def median_seconds(fn, warmup: int, repeats: int) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn, warmup: int, repeats: int) -> float:
+    return statistics.median(call_seconds(fn, warmup, repeats))
 
 
 def machine_line(torch=None) -> str:

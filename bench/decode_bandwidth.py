@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import machine_line
+from common import call_seconds, machine_line
 
 
 def copy_bandwidth(gib: float = 1.0, repeats: int = 5) -> dict:
@@ -33,23 +33,10 @@ def copy_bandwidth(gib: float = 1.0, repeats: int = 5) -> dict:
     n = int(gib * 2 ** 30) // 4
     a = np.random.default_rng(0).random(n, dtype=np.float32)
     b = np.empty_like(a)
-    best = {}
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(b, a)
-        times.append(time.perf_counter() - t0)
-    best["numpy copy"] = 2 * a.nbytes / min(times)
     x = jnp.asarray(a)
     f = jax.jit(lambda v: v * 1.0001)  # a real read and write (a bare copy may be elided)
-    f(x).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(x).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    best["jax scale"] = 2 * a.nbytes / min(times)
-    return best
+    return {"numpy copy": 2 * a.nbytes / min(call_seconds(lambda: np.copyto(b, a), 0, repeats)),
+            "jax scale": 2 * a.nbytes / min(call_seconds(lambda: f(x).block_until_ready(), 1, repeats))}
 
 
 def gemm_flops(n: int = 2048, repeats: int = 5) -> float:
@@ -59,13 +46,7 @@ def gemm_flops(n: int = 2048, repeats: int = 5) -> float:
 
     a = jnp.asarray(np.random.default_rng(0).random((n, n), dtype=np.float32))
     f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / min(times)
+    return 2 * n ** 3 / min(call_seconds(lambda: f(a).block_until_ready(), 1, repeats))
 
 
 def decode_seconds(model, batch: int, prompt: int, new: int, pad: int) -> float:

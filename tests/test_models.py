@@ -154,3 +154,25 @@ def test_chunked_attention_gradients_equal_the_explicit_path(monkeypatch):
     assert abs(float(l1) - float(l2)) <= 1e-6 * abs(float(l1))
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
         assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 1e-5 * (np.abs(np.asarray(a)).max() + 1e-12)
+
+
+@pytest.mark.parametrize("rows", [1, 8, 64, 65, 300])
+@pytest.mark.parametrize("dtype,preferred", [(jnp.float32, None), (jnp.bfloat16, None), (jnp.bfloat16, jnp.float32)])
+def test_project_equals_x_times_w_transposed_on_every_row_count(rows, dtype, preferred):
+    """`project` takes the (W xᵀ)ᵀ form for 2..FEW_ROWS rows on CPU and x Wᵀ otherwise; both must be
+    x Wᵀ (float64 reference; tolerance: one rounding of the output dtype over a 96-term sum)."""
+    from jaxft.models.transformer import FEW_ROWS, project
+
+    assert 1 < 8 <= FEW_ROWS < 65  # the grid above covers both branches
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 1, 96)).astype(np.float32)
+    w = rng.standard_normal((40, 96)).astype(np.float32)
+    xd, wd = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
+    y = project(xd, wd, preferred_element_type=preferred)
+    assert y.shape == (rows, 1, 40) and y.dtype == (preferred or dtype)
+    ref = np.asarray(xd, np.float64) @ np.asarray(wd, np.float64).T
+    tol = 1e-4 if y.dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(np.asarray(y, np.float64), ref, rtol=tol, atol=tol * 10)
+    # and its gradient (training with tiny batches goes through the same branch)
+    g = jax.grad(lambda a: jnp.sum(project(a, jnp.asarray(w)) ** 2))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(g), 2 * (x @ w.T) @ w, rtol=1e-3, atol=1e-3)
