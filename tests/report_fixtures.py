@@ -185,3 +185,86 @@ def build_size_runs(root: str) -> str:
     _write_json(os.path.join(root, "study.json"), {
         "models": list(SIZES), "methods": METHODS, "benchmarks": ["gsm8k", "svamp"]})
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's own cells at its sizes (configs/study_paper_cpu.py) and the smaller CPU grid
+# (configs/study_smollm2_cpu.py), with made-up counts: the side-by-side tables of
+# tests/test_report_paper.py and the kept-inputs rebuild.
+# ---------------------------------------------------------------------------------------------
+
+PAPER_MODEL = "smollm2-135m-instruct"  # the run name both CPU studies use
+CHECKPOINT = "smollm2-135m-instruct-q4"
+# (method, benchmark) -> (correct, n, empty generations); None = the study has not reached it.
+PAPER_CPU_COUNTS = {
+    ("zero-shot", "gsm8k"): (25, 1319, 0), ("zero-shot", "svamp"): (12, 300, 3),
+    ("zero-shot", "math500"): (30, 500, 0), ("5-shot", "gsm8k"): (30, 1319, 7),
+    ("5-shot", "svamp"): (5, 300, 0), ("5-shot", "math500"): None,
+}
+# Cells whose metrics.json records empty_generations (the others: counted from predictions).
+EMPTY_IN_METRICS = {("5-shot", "gsm8k")}
+GRID_COUNTS = {"zero-shot": 6, "5-shot": 2, "full": 2, "lora": 0, "dora": 0}  # of 200 GSM8K
+GRID_TRAIN_EXAMPLES = 1000
+
+
+def _cell_predictions(bench: str, correct: int, n: int, empty: int, reference=None) -> list[dict]:
+    rows = []
+    for i in range(n):
+        ok = i < correct
+        text = "" if i >= n - empty else f"The answer is {i + 1 if ok else i + 1000}."
+        rows.append({"id": f"{bench}-test-{i}", "question": f"What is {i} + 1?",
+                     "prompt": "<|im_start|>user\n" + "exemplar " * 50 + f"What is {i} + 1?",
+                     "generation": text, "prediction": None if not text else str(i + 1),
+                     "reference": str(i + 1), "correct": ok})
+    return rows
+
+
+def _paper_cell(root: str, method: str, bench: str, correct: int, n: int, empty: int,
+                record_empty: bool) -> None:
+    folder = os.path.join(root, PAPER_MODEL, method, "eval", bench)
+    metrics = {"task": bench, "split": "test", "shots": 5 if method == "5-shot" else 0, "n": n,
+               "correct": correct, "exact_match": 100.0 * correct / n, "model": CHECKPOINT,
+               "template": "chat"}
+    if record_empty:
+        metrics["empty_generations"] = empty
+    _write_json(os.path.join(folder, "metrics.json"), metrics)
+    # An empty generation is never scored correct here, so the empties come after the correct ones.
+    _write_jsonl(os.path.join(folder, "predictions.jsonl"),
+                 _cell_predictions(bench, correct, n, 0 if record_empty else empty))
+
+
+def build_paper_cpu_runs(root: str) -> str:
+    """zero-shot and 5-shot on GSM8K 1,319 / SVAMP 300 / MATH-500, one cell unfinished."""
+    for (method, bench), counts in PAPER_CPU_COUNTS.items():
+        if counts is None:  # what an unfinished evaluation leaves: no metrics.json yet
+            folder = os.path.join(root, PAPER_MODEL, method, "eval", bench)
+            _write_jsonl(os.path.join(folder, "predictions.partial.jsonl"), [{"index": 0}])
+            continue
+        _paper_cell(root, method, bench, *counts, (method, bench) in EMPTY_IN_METRICS)
+    _write_json(os.path.join(root, "study.json"), {
+        "models": [PAPER_MODEL], "methods": ["zero-shot", "5-shot"],
+        "benchmarks": ["gsm8k", "svamp", "math500"], "sample_ids": {}})
+    return root
+
+
+def build_grid_runs(root: str, protocol: str = "") -> str:
+    """The smaller CPU grid: every method on 200 GSM8K problems, training on 1,000 GSM8K rows."""
+    for method, correct in GRID_COUNTS.items():
+        _paper_cell(root, method, "gsm8k", correct, 200, 0, False)
+        if method in ("full", "lora", "dora"):
+            folder = os.path.join(root, PAPER_MODEL, method, "train")
+            _write_json(os.path.join(folder, "summary.json"), {
+                "runtime_seconds": 1500.0, "samples_per_second": 0.7, "tokens_per_second": 120.0,
+                "trainable_params": 134_515_008 if method == "full" else 2_442_240,
+                "total_params": 134_515_008, "examples": GRID_TRAIN_EXAMPLES,
+                "examples_per_step": 64, "method": method})
+            _write_jsonl(os.path.join(folder, "metrics.jsonl"), _steps("tiny-c", method))
+            _write_json(os.path.join(folder, "jaxft_config.json"),
+                        {"method": method, "data": {"task": "gsm8k", "limit": GRID_TRAIN_EXAMPLES}})
+            _write_json(os.path.join(folder, "data_stats.json"), {"examples": GRID_TRAIN_EXAMPLES})
+            os.makedirs(os.path.join(folder, "checkpoints", "16"), exist_ok=True)  # never kept
+    study = {"models": [PAPER_MODEL], "methods": list(GRID_COUNTS), "benchmarks": ["gsm8k"]}
+    if protocol:
+        study["protocol"] = protocol
+    _write_json(os.path.join(root, "study.json"), study)
+    return root

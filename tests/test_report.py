@@ -115,7 +115,7 @@ def test_results_csv_long_format(report):
     rows = _read_csv(report["paths"]["results.csv"])
     assert list(rows[0]) == ["model", "method", "benchmark", "n", "correct", "exact_match",
                              "ci_low", "ci_high", "below_zero_shot", "repetition_rate",
-                             "loop_rate"]
+                             "loop_rate", "empty_generations"]
     assert len(rows) == len(EXPECTED)
     for r in rows:
         key = (r["model"], r["method"], r["benchmark"])

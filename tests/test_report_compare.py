@@ -1,7 +1,8 @@
 """The study beside us: paper tables, cliff and cost figures, `plan --fits`, checked by hand.
 
 The comparison is fed a made-up `PaperTables` (PAPER below) so every cell's placement can be
-checked; the typed study values themselves are checked for shape and provenance only.
+checked; the typed study values themselves are checked for shape and provenance here, and cell
+by cell against the paper's CSV files in tests/test_paper_tables.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from conftest import REPO
 from jaxft.report import build_report, main
-from jaxft.report.paper import (BENCHMARKS, MISSING_NOTE, STUDY, TABLE2_METHODS, TABLE3_FIELDS,
+from jaxft.report.paper import (BENCHMARKS, STUDY, TABLE2_METHODS, TABLE3_FIELDS,
                                 TABLE3_METHODS, PaperTables)
 from report_fixtures import SIZE_COUNTS, SIZE_SUMMARIES, build_size_runs
 from test_report import wilson_by_hand
@@ -63,17 +64,26 @@ def test_study_tables_cover_the_grid_and_name_their_sources():
     models = list(STUDY.models)
     assert models == ["smollm2-135m", "smollm2-360m", "qwen25-05b", "olmo-1b", "gemma-2b"]
     assert STUDY.benchmarks == BENCHMARKS == ("orcamath", "gsm8k", "math", "svamp")
+    # Every Table 2 cell typed; Table 3 covers one model, attributed where it is named.
     assert set(STUDY.table2) == {(m, meth, b) for m in models for meth in TABLE2_METHODS
                                  for b in BENCHMARKS}
-    assert set(STUDY.table3) == {(m, meth, f) for m in models for meth in TABLE3_METHODS
+    assert set(STUDY.table3) == {("qwen25-05b", meth, f) for meth in TABLE3_METHODS
                                  for f in TABLE3_FIELDS}
     for key, v in STUDY.table2.items():
-        assert v is None or (isinstance(v, float) and 0.0 <= v <= 100.0), key
-        assert (v is None) == (("table2", *key) not in STUDY.notes), key  # typed <=> sourced
+        assert isinstance(v, float) and 0.0 <= v <= 100.0, key
     for key, v in STUDY.table3.items():
-        assert v is None or (isinstance(v, float) and v > 0), key
-        assert (v is None) == (("table3", *key) not in STUDY.notes), key
-    assert STUDY.note("table2", "olmo-1b", "full", "math") == MISSING_NOTE
+        assert isinstance(v, float) and v > 0, key
+    assert STUDY.table3_models == ["qwen25-05b"] and STUDY.table3_devices == 8
+    assert STUDY.table3_attribution == (
+        "Qwen2.5-0.5B (likely; the table does not name its model, section 6.3 speaks of the "
+        "0.5B model on 8x H100)")
+    assert STUDY.model_name("qwen25-05b", "table3") == "Qwen2.5-0.5B (likely)"
+    assert STUDY.model_name("qwen25-05b") == "Qwen2.5-0.5B"
+    for table, where in (("table2", "Table 2 (section 5"), ("table3", "Table 3 (section 6.2"),
+                         ("price", "section 6.3")):
+        assert "arXiv:2606.06920v1" in STUDY.sources[table] and where in STUDY.sources[table]
+    assert STUDY.sample_sizes == {"orcamath": 500, "gsm8k": 1319, "math": 5000, "svamp": 300}
+    assert STUDY.training == {"task": "orcamath", "examples": 10_000, "examples_per_step": 64}
     assert STUDY.price_per_hour == 4.00
     # Run directories of the study, the registry and the CPU grid all find their paper model.
     assert STUDY.match("qwen25-05b") == STUDY.match("Qwen2.5-0.5B") == "qwen25-05b"
@@ -88,8 +98,17 @@ def test_study_tables_cover_the_grid_and_name_their_sources():
 
 def test_table2_csv_puts_each_paper_value_in_its_cell(report):
     rows = _csv(report["paths"]["paper_table2.csv"])
-    # 3 paper models x 4 methods x 2 benchmarks, each once.
+    five = [r for r in rows if r["method"] == "5-shot"]
+    rows = [r for r in rows if r["method"] != "5-shot"]
+    # 3 paper models x 4 methods x 2 benchmarks, each once; and a 5-shot row per benchmark for
+    # each paper model with a run (the paper has no 5-shot column: nothing to compare with).
     assert len(rows) == 3 * 4 * 2
+    assert sorted((r["paper_model"], r["benchmark"]) for r in five) == sorted(
+        (m, b) for m in ("p-small", "p-large") for b in ("gsm8k", "svamp"))
+    for r in five:
+        correct, n = SIZE_COUNTS[(RUN_OF[r["paper_model"]], "5-shot", r["benchmark"])]
+        assert (int(r["correct"]), int(r["n"])) == (correct, n) and r["status"] == "computed"
+        assert r["paper_exact_match"] == r["difference"] == r["paper_in_ci"] == ""
     seen = set()
     for r in rows:
         key = (r["paper_model"], r["method"], r["benchmark"])
@@ -99,9 +118,12 @@ def test_table2_csv_puts_each_paper_value_in_its_cell(report):
         run = RUN_OF[r["paper_model"]]
         assert r["model"] == (run or ""), key
         counts = SIZE_COUNTS.get((run, r["method"], r["benchmark"]))
-        if counts is None:  # no run: every jaxft column empty
+        assert r["paper_ci_low"] == r["paper_n"] == "", key  # PAPER gives no sample sizes
+        if counts is None:  # no run: every jaxft column empty, and the reason given
             assert r["exact_match"] == r["difference"] == r["paper_in_ci"] == "", key
+            assert r["status"] == "not run" and r["note"], key
             continue
+        assert r["status"] == "computed" and int(r["correct"]) == counts[0], key
         correct, n = counts
         em = 100.0 * correct / n
         lo, hi = wilson_by_hand(correct, n)
@@ -139,24 +161,28 @@ def _md_sections(path):
 
 def test_table2_md_marks_unknown_and_missing(report):
     md = _md_sections(report["paths"]["paper_table2.md"])
-    assert list(md) == ["gsm8k", "svamp"]
-    g = md["gsm8k"]
+    assert list(md) == ["GSM8K", "SVAMP"]
+    g = md["GSM8K"]
     row = g[("Paper Small", "small", "full")]
     lo, hi = wilson_by_hand(2, 20)
-    assert row["paper"] == "12.50"
-    assert row["jaxft"] == f"10.00 [{lo:.2f}, {hi:.2f}] (n=20)"
-    assert row["jaxft − paper"] == "-2.50" and row["paper inside 95% CI"] == "yes"
-    assert g[("Paper Large", "large", "full")]["paper inside 95% CI"] == "no"
-    assert g[("Paper Small", "small", "dora")]["paper"] == "?"  # not typed in the paper table
-    huge = g[("Paper Huge", "—", "dora")]  # typed in the paper, never run here
-    assert (huge["paper"], huge["jaxft"], huge["jaxft − paper"]) == ("40.00", "—", "—")
-    assert md["svamp"][("Paper Large", "large", "zero-shot")]["paper"] == "50.00"
+    assert row["paper"] == "12.50" and row["paper 95% CI (k/n)"] == "—"  # no sample size given
+    assert row["jaxft [95% CI] (k/n)"] == f"10.00 [{lo:.2f}, {hi:.2f}] (2/20)"
+    assert row["jaxft − paper"] == "-2.50" and row["paper inside jaxft CI"] == "yes"
+    assert g[("Paper Large", "large", "full")]["paper inside jaxft CI"] == "no"
+    assert g[("Paper Small", "small", "dora")]["paper"] == "?"  # not in the paper table
+    assert g[("Paper Small", "small", "5-shot")]["paper"] == "no column"
+    huge = g[("Paper Huge", "—", "dora")]  # in the paper, never run here: said, with the reason
+    assert (huge["paper"], huge["jaxft [95% CI] (k/n)"], huge["jaxft − paper"]) == (
+        "40.00", "not run", "—")
+    assert huge["scale / why not run"] == "model not offline; needs training at the study's scale (10k OrcaMath, GPU)"
+    assert md["SVAMP"][("Paper Large", "large", "zero-shot")]["paper"] == "50.00"
     text = open(report["paths"]["paper_table2.md"], encoding="utf-8").read()
-    assert "made up for the test" in text  # the source of each typed value is printed
+    assert "made up for the test" in text  # a note on one paper value is printed
+    assert "no 5-shot column" in text
     tex = open(report["paths"]["paper_table2.tex"], encoding="utf-8").read()
-    assert tex.startswith("\\begin{tabular}{llllrrrr}")
-    assert "gsm8k & Paper Small & small & full & 12.50 & 10.00 [" in tex
-    assert "gsm8k & Paper Huge & --- & dora & 40.00 & --- & --- & --- \\\\" in tex
+    assert tex.startswith("\\begin{tabular}{llllrrrrrrl}")
+    assert "GSM8K & Paper Small & small & full & 12.50 & --- & 10.00 [" in tex
+    assert "GSM8K & Paper Huge & --- & dora & 40.00 & --- & not run & --- & --- & --- & model not" in tex
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,12 +326,14 @@ def test_cli_refuses_bad_compare_price_and_device(tmp_path, capsys):
     assert main([f"--runs={runs}", f"--out={out}", "--fits_devices=rtx9999x1"]) == 2
     assert "rtx4090xN" in capsys.readouterr().err  # the message lists the devices it knows
     assert not out.exists()
-    # The real study values: the one typed Table 2 cell lands in its row.
+    # The real study values land in their rows, with the paper's own interval at its n.
     assert main([f"--runs={runs}", f"--out={out}", "--compare=paper"]) == 0
     md = _md_sections(str(out / "paper_table2.md"))
-    assert md["gsm8k"][("SmolLM2-135M", "—", "zero-shot")]["paper"] == "1.44"
-    assert md["gsm8k"][("SmolLM2-135M", "—", "full")]["paper"] == "?"
-    assert list(md) == ["orcamath", "gsm8k", "math", "svamp"]
+    gsm8k = md["GSM8K (the paper's n = 1,319)"]
+    assert gsm8k[("SmolLM2-135M", "—", "zero-shot")]["paper"] == "1.44"
+    assert gsm8k[("SmolLM2-135M", "—", "full")]["paper"] == "1.44"
+    assert list(md)[:4] == ["OrcaMath (the paper's n = 500)", "GSM8K (the paper's n = 1,319)",
+                            "MATH (the paper's n = 5,000)", "SVAMP (the paper's n = 300)"]
 
 
 # ---------------------------------------------------------------------------------------------

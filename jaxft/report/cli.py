@@ -3,7 +3,8 @@
 Options: `--compare=paper` puts the study's Table 2 and Table 3 (jaxft/report/paper.py) beside
 ours and its values on the figures; `--price_per_hour=4.00` prices a device-hour for the cost
 figure and column; `--fits_devices=rtx4090x1[,t4x1]` adds the memory planner's table of the
-study's configs on those devices (`python -m jaxft.plan --fits`).
+study's configs on those devices (`python -m jaxft.plan --fits`); `--keep_inputs` copies what
+the report read to OUT/inputs/, from which `--runs=OUT/inputs` rebuilds it (jaxft/report/keep.py).
 
 Everything is read and rendered in memory first, so a malformed input file stops the report
 before anything is written; each output is then written to a temporary name in OUT and renamed,
@@ -22,7 +23,7 @@ from typing import Any
 from jaxft.atomic import write_atomic
 from jaxft.cli import ArgumentParser, entry_point
 from jaxft.errors import ConfigError, JaxftError
-from jaxft.report import cliff_cost, compare, figures, tables
+from jaxft.report import cliff_cost, compare, figures, keep, tables
 from jaxft.report.collect import collect
 from jaxft.report.paper import PRICE_PER_HOUR, STUDY, PaperTables
 
@@ -34,17 +35,27 @@ def _slug(name: str) -> str:
 
 
 def _index_md(runs, figs: list[tuple[str, str]], missing: int,
-              extra_tables: list[tuple[str, list[str]]]) -> str:
+              extra_tables: list[tuple[str, list[str]]], headline: str | None = None,
+              kept: bool = False) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     grid = len(runs.models) * len(runs.methods) * len(runs.benchmarks)
-    lines = ["# jaxft study report", "",
-             f"- Runs directory: `{runs.root}`",
+    lines = ["# jaxft study report", ""]
+    if headline:
+        lines += [f"**Beside the paper:** {headline} ([table](paper_table2.md))", ""]
+    if runs.protocol:
+        lines += [f"Protocol: {runs.protocol}", ""]
+    rel = os.path.relpath(runs.root)
+    lines += [f"- Runs directory: `{runs.root if rel.startswith('..') else rel}`",
              f"- Generated: {now}",
              f"- Models: {', '.join(runs.models) or '(none)'}",
              f"- Methods: {', '.join(runs.methods) or '(none)'}",
              f"- Benchmarks: {', '.join(runs.benchmarks) or '(none)'}",
-             f"- Evaluated cells: {grid - missing} of {grid} (the rest are shown as —)", "",
-             "## Tables", ""]
+             f"- Evaluated cells: {grid - missing} of {grid} (the rest are shown as —)"]
+    if kept:
+        lines.append(f"- Inputs kept in [{keep.INPUTS}/]({keep.INPUTS}): rebuild every table and "
+                     f"figure with `python -m jaxft.report --runs=<this folder>/{keep.INPUTS} "
+                     "--out=<this folder>` (add the `--compare` used)")
+    lines += ["", "## Tables", ""]
     for title, stem in (("Exact match", "results"), ("Training throughput", "throughput")):
         links = " · ".join(f"[{ext}]({stem}.{ext})" for ext in ("md", "csv", "tex"))
         lines.append(f"- {title}: {links}")
@@ -82,11 +93,13 @@ def _fits_files(devices: list[str], study_config: str | None) -> dict[str, str]:
 
 def build_report(runs_dir: str, out_dir: str, compare_with: str | None = None,
                  price_per_hour: float = PRICE_PER_HOUR, fits_devices: list[str] | None = None,
-                 study_config: str | None = None, paper: PaperTables = STUDY) -> dict[str, Any]:
+                 study_config: str | None = None, paper: PaperTables = STUDY,
+                 keep_inputs: bool = False) -> dict[str, Any]:
     """Render the report of RUNS into OUT; returns the written paths and the parsed tables.
 
     compare_with="paper" adds the study's tables beside ours (`paper`, by default the values
-    typed in jaxft/report/paper.py) and its values on the cliff and cost figures.
+    typed in jaxft/report/paper.py) and its values on the cliff and cost figures. keep_inputs
+    copies the files the report read to OUT/inputs (`keep.keep_inputs`).
     """
     if compare_with not in (None, "paper"):
         raise ConfigError(f"--compare={compare_with!r}; allowed: paper")
@@ -108,12 +121,13 @@ def build_report(runs_dir: str, out_dir: str, compare_with: str | None = None,
         "samples.md": tables.samples_md(runs),
     }
     extra_tables: list[tuple[str, list[str]]] = []
-    table2 = table3 = None
+    table2 = table3 = headline = None
     if against is not None:
         table2 = compare.table2_rows(runs, results, against)
         table3 = compare.table3_rows(runs, throughput, against, price_per_hour)
+        headline = compare.table2_headline(table2)
         files.update({
-            "paper_table2.md": compare.table2_md(table2, against),
+            "paper_table2.md": compare.table2_md(table2, against, runs.protocol),
             "paper_table2.csv": compare.table2_csv(table2),
             "paper_table2.tex": compare.table2_tex(table2, against),
             "paper_table3.md": compare.table3_md(table3, against, price_per_hour),
@@ -158,14 +172,18 @@ def build_report(runs_dir: str, out_dir: str, compare_with: str | None = None,
                 figs.append((name, f"{caption}: {bench}"))
     missing = [(m, meth, b) for m in runs.models for meth in runs.methods
                for b in runs.benchmarks if runs.cell(m, meth, b) is None]
-    files["index.md"] = _index_md(runs, figs, len(missing), extra_tables)
+    kept = keep_inputs or os.path.realpath(runs.root) == os.path.realpath(keep.inputs_dir(out_dir))
+    files["index.md"] = _index_md(runs, figs, len(missing), extra_tables, headline, kept)
 
     os.makedirs(out_dir, exist_ok=True)
+    if keep_inputs:
+        keep.keep_inputs(runs, out_dir)
     paths = {}
     for name, data in files.items():
         paths[name] = os.path.join(out_dir, name)
         write_atomic(paths[name], data)
     return {"out_dir": os.path.abspath(out_dir), "paths": paths, "results": results,
+            "headline": headline, "inputs": runs.inputs,
             "throughput": throughput, "missing": missing, "figures": [n for n, _ in figs],
             "models": runs.models, "methods": runs.methods, "benchmarks": runs.benchmarks,
             "paper_table2": table2, "paper_table3": table3, "params": params}
@@ -187,6 +205,9 @@ def main(argv: list[str]) -> int:
                         help="comma-separated device types (e.g. rtx4090x1,t4x1): add fits.md")
     parser.add_argument("--study_config", default=None,
                         help="study config for --fits_devices (default: configs/study.py)")
+    parser.add_argument("--keep_inputs", action="store_true",
+                        help="copy the files the report read to OUT/inputs, so that "
+                             "--runs=OUT/inputs rebuilds it without the workdirs")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.runs):
         raise ConfigError(f"runs directory not found: {args.runs}")
@@ -199,10 +220,12 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--price_per_hour={args.price_per_hour}: must be a positive number")
     try:
         report = build_report(args.runs, args.out, args.compare, args.price_per_hour, devices,
-                              args.study_config)
+                              args.study_config, keep_inputs=args.keep_inputs)
     except OSError as e:
         print(f"error: cannot write the report: {e}", file=sys.stderr)
         return EXIT_BAD_DATA
     print(f"wrote {len(report['paths'])} files to {report['out_dir']} "
           f"(start at {report['paths']['index.md']})")
+    if report["headline"]:
+        print(f"beside the paper: {report['headline']}")
     return EXIT_OK

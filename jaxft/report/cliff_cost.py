@@ -13,6 +13,7 @@ there is nothing to draw; `figures.png_bytes` renders it.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -89,6 +90,8 @@ def dodge(method: str, methods: list[str]) -> float:
 
 def cliff_figure(runs: Runs, bench: str, rows: list[dict[str, Any]], params: dict[str, float],
                  paper: PaperTables | None = None) -> Figure | None:
+    """axes[0]: every size; axes[1] (when the paper covers sizes we did not run): a zoom on ours,
+    whose few points would otherwise sit unreadably low beside the paper's larger models."""
     cells = {(r["model"], r["method"]): r for r in rows if r["benchmark"] == bench}
     ours: dict[str, list[dict]] = {}
     for method in runs.methods:
@@ -99,11 +102,44 @@ def cliff_figure(runs: Runs, bench: str, rows: list[dict[str, Any]], params: dic
     theirs = _paper_points(runs, paper, bench, params) if paper is not None else {}
     if not ours and not theirs:
         return None
-    fig = Figure(figsize=(8.8, 5.0))
-    ax = fig.add_subplot()
+    sizes = {p["x"] for pts in ours.values() for p in pts}
+    zoom = bool(sizes) and any(x not in sizes for pts in theirs.values() for x, _ in pts)
+    fig = Figure(figsize=(12.0 if zoom else 8.8, 5.0))
+    if zoom:
+        ax, zoom_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3.0, 1.0]})
+    else:
+        ax, zoom_ax = fig.add_subplot(), None
     methods = list(dict.fromkeys(list(ours) + list(theirs)))
-    xs, tops = [], [5.0]
+    _draw_cliff(ax, runs, ours, theirs, methods)
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("exact match (%)")
+    sub = "solid: jaxft fine-tuning, bars = 95% Wilson interval; dashed/dotted: prompting"
+    if paper is not None:
+        sub += ("\nhollow: the study's Table 2" if theirs
+                else "\nthe study: no Table 2 value typed for this benchmark")
+    ax.set_title(f"Exact match against model size — {bench}\n{sub}", fontsize=9.5)
+    handles, _ = ax.get_legend_handles_labels()
+    if paper is not None and theirs:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=9,
+                              markerfacecolor="none", markeredgecolor="0.2", label=PAPER_LABEL))
+    if zoom_ax is not None:
+        _draw_cliff(zoom_ax, runs, ours, theirs, methods, keep=sizes, prefix="zoom:")
+        zoom_ax.set_xlabel("parameters")
+        zoom_ax.set_title("zoom: the sizes jaxft ran", fontsize=9.5)
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_cliff(ax, runs: Runs, ours: dict, theirs: dict, methods: list[str],
+                keep: set[float] | None = None, prefix: str = "") -> None:
+    """Our series and the paper's hollow markers on `ax`; only sizes in `keep` when given."""
+    xs, tops = [], [5.0 if keep is None else 1.0]
     for method, pts in ours.items():
+        pts = [p for p in pts if keep is None or p["x"] in keep]
+        if not pts:
+            continue
         color = method_color(method, runs.methods)
         xs += [p["x"] for p in pts]
         x = [p["x"] * dodge(method, methods) for p in pts]
@@ -112,38 +148,26 @@ def cliff_figure(runs: Runs, bench: str, rows: list[dict[str, Any]], params: dic
         if method in REFERENCE_STYLE:
             style, marker = REFERENCE_STYLE[method]
             ax.plot(x, y, linestyle=style, marker=marker, color=color, linewidth=1.4,
-                    markersize=7, label=f"{method} (reference)", gid=f"jaxft:{method}")
+                    markersize=7, label=f"{method} (reference)", gid=f"{prefix}jaxft:{method}")
             continue
         ax.errorbar(x, y, yerr=[[max(0.0, p["exact_match"] - p["ci_low"]) for p in pts],
                                 [max(0.0, p["ci_high"] - p["exact_match"]) for p in pts]],
                     fmt="none", ecolor=color, elinewidth=1.0, capsize=3, alpha=0.7)
         ax.plot(x, y, linestyle="-", marker="o", color=color, linewidth=2.0, markersize=6,
-                label=method, gid=f"jaxft:{method}")
+                label=method, gid=f"{prefix}jaxft:{method}")
     for method, pts in theirs.items():
+        pts = [p for p in pts if keep is None or p[0] in keep]
+        if not pts:
+            continue
         x, y = [p[0] * dodge(method, methods) for p in pts], [p[1] for p in pts]
         xs += [p[0] for p in pts]
         tops += y
         ax.plot(x, y, linestyle="none", marker="o", markersize=11, markerfacecolor="none",
                 markeredgewidth=1.8, markeredgecolor=method_color(method, runs.methods),
-                label="_nolegend_", gid=f"paper:{method}")
+                label="_nolegend_", gid=f"{prefix}paper:{method}")
     _log_ticks(ax, xs)
-    ax.set_ylim(0, min(105.0, max(tops) * 1.15 + 2.0))
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("exact match (%)")
-    sub = "solid: jaxft fine-tuning, bars = 95% Wilson interval; dashed/dotted: prompting"
-    if paper is not None:
-        sub += ("\nhollow: the study's Table 2" if theirs
-                else "\nthe study: no Table 2 value typed for this benchmark")
-    ax.set_title(f"Exact match against model size — {bench}\n{sub}", fontsize=9.5)
+    ax.set_ylim(0, min(105.0, max(tops) * 1.15 + (2.0 if keep is None else 0.5)))
     ax.grid(True, alpha=0.3)
-    handles, _ = ax.get_legend_handles_labels()
-    if paper is not None and theirs:
-        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=9,
-                              markerfacecolor="none", markeredgecolor="0.2", label=PAPER_LABEL))
-    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              borderaxespad=0.0)
-    fig.tight_layout()
-    return fig
 
 
 def cost_points(runs: Runs, bench: str, rows: list[dict[str, Any]],
@@ -170,7 +194,7 @@ def _paper_cost_points(runs: Runs, paper: PaperTables, bench: str) -> list[dict[
             em = paper.exact_match(key, method, bench)
             runtime = paper.throughput(key, method, "runtime_seconds")
             if em is not None and runtime is not None:
-                hours = device_hours(runtime)
+                hours = device_hours(runtime, paper.table3_devices)
                 out.append({"model": info["name"], "method": method, "hours": hours,
                             "dollars": hours * paper.price_per_hour, "exact_match": em})
     return out
@@ -205,7 +229,7 @@ def cost_figure(runs: Runs, bench: str, rows: list[dict[str, Any]], price_per_ho
     top = max([5.0] + [p["exact_match"] for p in ours + theirs])
     axes[0].set_ylim(0, min(105.0, top * 1.15 + 2.0))
     axes[0].set_ylabel("exact match (%)")
-    axes[0].set_xlabel("training device-hours (runtime × devices, log scale)")
+    axes[0].set_xlabel("training device-hours\n(runtime × devices, log scale)")
     # "\\$": a bare pair of dollar signs would be read as mathtext.
     cost_label = f"training cost in \\$ (jaxft at \\${price_per_hour:.2f}/device-hour"
     if paper is not None:
@@ -218,8 +242,11 @@ def cost_figure(runs: Runs, bench: str, rows: list[dict[str, Any]], price_per_ho
     handles += [Line2D([], [], linestyle="none", marker=markers[m], markersize=8, color="0.35",
                        label=f"model: {m}") for m in dict.fromkeys(p["model"] for p in ours)]
     if theirs:
+        label = PAPER_LABEL + ", Table 3 x Table 2"
+        if paper.table3_attribution:
+            label += "\nTable 3's model: " + textwrap.fill(paper.table3_attribution, 44)
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=9,
-                              markerfacecolor="none", markeredgecolor="0.2", label=PAPER_LABEL))
+                              markerfacecolor="none", markeredgecolor="0.2", label=label))
     axes[1].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                    borderaxespad=0.0, title="colour = method, shape = model", title_fontsize=8)
     note = ("" if paper is None or theirs

@@ -3,9 +3,10 @@
 Layout (written by `python -m jaxft.study`):
 
     RUNS/study.json                                   optional: order of models/methods/benchmarks,
-                                                      and `sample_ids` {benchmark: [ids]}
+                                                      `sample_ids` {benchmark: [ids]}, `protocol`
     RUNS/<model>/<method>/train/metrics.jsonl         one object per optimizer step
     RUNS/<model>/<method>/train/summary.json          throughput of the whole run
+    RUNS/<model>/<method>/train/jaxft_config.json     optional: the training set's task
     RUNS/<model>/<method>/eval/<bench>/metrics.json   n, correct, exact_match (percent), ...
     RUNS/<model>/<method>/eval/<bench>/predictions.jsonl
 
@@ -13,7 +14,8 @@ A cell (model, method, benchmark) whose metrics.json is absent is "missing" (not
 an error; a file that exists but cannot be trusted (bad JSON, a missing field, exact_match that is
 not 100*correct/n, predictions that disagree with the counts) is a `DataError` naming the file and,
 for JSON Lines, the line. Only directories holding `train/` or `eval/` count as runs, so an
-output folder or stray files inside RUNS are ignored.
+output folder or stray files inside RUNS are ignored. `Runs.inputs` lists every file read, so a
+report's inputs can be kept beside it (`jaxft.report.keep`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from jaxft.eval.resume import METRICS as EVAL_METRICS
 from jaxft.eval.resume import PREDICTIONS
 from jaxft.jsonl import read_jsonl
 from jaxft.peft.methods import METHODS as FINE_TUNED
+from jaxft.rundir import CONFIG as CONFIG_FILE
+from jaxft.rundir import DATA_STATS as DATA_STATS_FILE
+from jaxft.rundir import METRICS as METRICS_FILE
+from jaxft.rundir import SUMMARY as SUMMARY_FILE
 from jaxft.rundir import RunDir, StudyCell, study_file
 
 METHODS = ("zero-shot", "5-shot", *FINE_TUNED)
@@ -54,6 +60,10 @@ class EvalCell:
     exact_match: float
     path: str
     predictions: list[dict[str, Any]] | None  # None when predictions.jsonl is absent
+    # metrics.json's count, else the blank generations of predictions.jsonl; None: neither
+    empty_generations: int | None = None
+    template: str | None = None  # prompt template of the evaluation (metrics.json)
+    checkpoint: str | None = None  # the weights it evaluated (metrics.json "model")
 
 
 @dataclasses.dataclass
@@ -65,6 +75,7 @@ class TrainRun:
     steps: list[dict[str, Any]]
     summary: dict[str, Any] | None
     summary_path: str | None
+    train_task: str | None = None  # the training set's task (jaxft_config.json data.task)
 
 
 @dataclasses.dataclass
@@ -78,6 +89,8 @@ class Runs:
     evals: dict[tuple[str, str, str], EvalCell]
     train: dict[tuple[str, str], TrainRun]
     sample_ids: dict[str, list[str]]
+    protocol: str = ""  # study.json's description of the grid's protocol, shown with the tables
+    inputs: list[str] = dataclasses.field(default_factory=list)  # files read, relative to root
 
     def cell(self, model: str, method: str, benchmark: str) -> EvalCell | None:
         return self.evals.get((model, method, benchmark))
@@ -121,11 +134,26 @@ def _read_eval(model: str, method: str, benchmark: str, folder: str) -> EvalCell
     if not math.isfinite(em) or abs(em - 100.0 * correct / n) > EXACT_MATCH_TOL:
         raise DataError(f"{path}: exact_match={em} but 100*correct/n = 100*{correct}/{n} = "
                         f"{100.0 * correct / n:.4f} (exact_match must be a percent of n)")
+    empty = None
+    if "empty_generations" in meta:
+        empty = _require(meta, "empty_generations", int, path)
+        if not 0 <= empty <= n:
+            raise DataError(f"{path}: empty_generations={empty} must lie in [0, n={n}]")
     predictions = None
     pred_path = os.path.join(folder, PREDICTIONS)
     if os.path.isfile(pred_path):
         predictions = _read_predictions(pred_path, n, correct)
-    return EvalCell(model, method, benchmark, n, correct, float(em), path, predictions)
+        if empty is None:
+            empty = sum(is_empty(p["generation"]) for p in predictions)
+    template, checkpoint = (meta.get(k) if isinstance(meta.get(k), str) else None
+                            for k in ("template", "model"))
+    return EvalCell(model, method, benchmark, n, correct, float(em), path, predictions, empty,
+                    template, checkpoint)
+
+
+def is_empty(generation: str) -> bool:
+    """A generation with nothing but whitespace: the model ended its turn at once."""
+    return not generation.strip()
 
 
 def _read_predictions(path: str, n: int, correct: int) -> list[dict[str, Any]]:
@@ -154,24 +182,35 @@ def _read_predictions(path: str, n: int, correct: int) -> list[dict[str, Any]]:
 
 
 def _read_train(model: str, method: str, folder: str) -> TrainRun | None:
-    metrics_path, summary_path = RunDir(folder).metrics, RunDir(folder).summary
-    have_metrics, have_summary = os.path.isfile(metrics_path), os.path.isfile(summary_path)
+    paths = RunDir(folder)
+    have_metrics, have_summary = os.path.isfile(paths.metrics), os.path.isfile(paths.summary)
     if not (have_metrics or have_summary):
         return None
     steps = []
     if have_metrics:
-        for lineno, row in enumerate(read_jsonl(metrics_path), 1):
+        for lineno, row in enumerate(read_jsonl(paths.metrics), 1):
             step = row.get("step")
             if isinstance(step, bool) or not isinstance(step, (int, float)):
-                raise DataError(f"{metrics_path}: record {lineno}: field 'step' must be a number, "
+                raise DataError(f"{paths.metrics}: record {lineno}: field 'step' must be a number, "
                                 f"got {step!r}")
             steps.append(row)
     summary = None
     if have_summary:
-        summary = read_json(summary_path)
+        summary = read_json(paths.summary)
         for key in _SUMMARY_KEYS:
-            _require(summary, key, (int, float), summary_path)
-    return TrainRun(model, method, steps, summary, summary_path if have_summary else None)
+            _require(summary, key, (int, float), paths.summary)
+    task = None
+    if os.path.isfile(paths.config):
+        data = read_json(paths.config)
+        data = data.get("data") if isinstance(data, dict) else None
+        task = data.get("task") if isinstance(data, dict) else None
+        if task is not None and not isinstance(task, str):
+            raise DataError(f"{paths.config}: field 'data.task' must be a task name, got {task!r}")
+    return TrainRun(model, method, steps, summary, paths.summary if have_summary else None, task)
+
+
+# Files of a training workdir that a report reads, or keeps for the record (data_stats.json).
+TRAIN_INPUTS = (METRICS_FILE, SUMMARY_FILE, CONFIG_FILE, DATA_STATS_FILE)
 
 
 def _ordered(found: set[str], preferred: list[str], canonical: tuple[str, ...]) -> list[str]:
@@ -200,6 +239,8 @@ def _read_study(root: str) -> dict[str, Any]:
     ids = study.get("sample_ids", {})
     if not isinstance(ids, dict) or not all(isinstance(v, list) for v in ids.values()):
         raise DataError(f"{path}: field 'sample_ids' must map benchmark -> list of ids")
+    if not isinstance(study.get("protocol", ""), str):
+        raise DataError(f"{path}: field 'protocol' must be a string")
     return study
 
 
@@ -208,6 +249,7 @@ def collect(root: str) -> Runs:
     if not os.path.isdir(root):
         raise DataError(f"runs directory not found: {root}")
     study = _read_study(root)
+    inputs = [os.path.relpath(study_file(root), root)] if os.path.isfile(study_file(root)) else []
     evals: dict[tuple[str, str, str], EvalCell] = {}
     train: dict[tuple[str, str], TrainRun] = {}
     models, methods, benchmarks = set(), set(), set()
@@ -223,12 +265,15 @@ def collect(root: str) -> Runs:
                 run = _read_train(model, method, train_dir)
                 if run is not None:
                     train[(model, method)] = run
+                    inputs += _present(root, train_dir, TRAIN_INPUTS)
             if os.path.isdir(eval_dir):
                 for bench in _subdirs(eval_dir):
-                    cell = _read_eval(model, method, bench, os.path.join(eval_dir, bench))
+                    folder = os.path.join(eval_dir, bench)
+                    cell = _read_eval(model, method, bench, folder)
                     if cell is not None:
                         evals[(model, method, bench)] = cell
                         benchmarks.add(bench)
+                        inputs += _present(root, folder, (EVAL_METRICS, PREDICTIONS))
     return Runs(
         root=os.path.abspath(root),
         models=_ordered(models, study.get("models", []), ()),
@@ -237,4 +282,11 @@ def collect(root: str) -> Runs:
         evals=evals,
         train=train,
         sample_ids={b: [str(i) for i in ids] for b, ids in study.get("sample_ids", {}).items()},
+        protocol=study.get("protocol", ""),
+        inputs=inputs,
     )
+
+
+def _present(root: str, folder: str, names: tuple[str, ...]) -> list[str]:
+    return [os.path.relpath(os.path.join(folder, n), root) for n in names
+            if os.path.isfile(os.path.join(folder, n))]

@@ -1,20 +1,21 @@
-"""The study's published numbers, typed by hand, so a report can put them beside ours.
+"""The study's published Tables 2 and 3, typed by hand, so a report can put them beside ours.
 
 Source: R. Nair and C. Tao, "The Fine-Tuning Trap: Evaluating Negative Transfer and the Role of
-PEFT in Sub-1B Mathematical Reasoning", arXiv:2606.06920v1 (5 Jun 2026),
-https://arxiv.org/html/2606.06920. Table 2 there is exact match (%) for each model x
-{zero-shot, Full FT, LoRA, DoRA} x {OrcaMath, GSM8K, MATH, SVAMP}; Table 3 is training runtime,
-samples/s and the speedup of each method; section 6.3 prices runs at $4.00 per H100-hour and
-argues that PEFT fits a 24 GB consumer GPU where Full FT does not.
+PEFT in Sub-1B Mathematical Reasoning", arXiv:2606.06920v1 (5 June 2026). Typed from the copy
+in ../shared/paper/ (the text extracted from the paper's HTML, and table2.csv / table3.csv typed
+from it); tests/test_paper_tables.py compares every cell here with those CSV files.
 
-What could be read when this was typed (2026-12-01, no network; stored copies only): the
-abstract and the introduction's first paragraph, not the tables. Every cell that could not be
-read is None and stays None until someone types it from the paper: a report shows such a cell
-as "?", never a guess. The few values present were quoted elsewhere in this repository by
-earlier sessions that did see them; `NOTES` says where each one comes from, so it can be checked
-against the paper and corrected in one place.
+- Table 2 (section 5, "Empirical Results"): exact match (%) for each model x {zero-shot, Full FT,
+  LoRA, DoRA} x {OrcaMath, GSM8K, MATH, SVAMP}. Every one of its 80 cells is typed.
+- Table 3 (section 6.2, "Throughput and Optimization Paradox", "Our 8x H100 experiments"):
+  runtime, samples/s and speedup of Full FT, LoRA and DoRA. The table does not name its model;
+  section 6.3 speaks of fine-tuning "the 0.5B model" on the 8x H100 node, so it is attributed to
+  Qwen2.5-0.5B as the likely one, and every place that shows it says so (`TABLE3_ATTRIBUTION`).
+- The sample sizes are not stated; Table 2's percentages imply them (`SAMPLE_SIZES`). They let a
+  report draw the paper's own 95% interval beside ours.
 
-Plain data: no file I/O, no imports beyond the standard library.
+Plain data: no file I/O; beyond the standard library only jaxft's method names and its Wilson
+interval (jaxft.eval.stats), so the paper's intervals are drawn exactly as ours.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from jaxft.eval.stats import wilson_interval
 from jaxft.peft.methods import METHODS
+
+ARXIV_ID = "arXiv:2606.06920v1"
+CITATION = ("Nair and Tao, \"The Fine-Tuning Trap: Evaluating Negative Transfer and the Role of "
+            "PEFT in Sub-1B Mathematical Reasoning\", arXiv:2606.06920v1 (5 June 2026)")
 
 # ---------------------------------------------------------------------------------------------
 # The models. Keys are the model names of configs/study.py (the run directories of a study).
 # nominal_params comes from the model's name (what the paper's size axis uses), not from a count.
-# The stored abstract names only SmolLM2-135M and Qwen2.5-0.5B and says "five sub-1B models
-# (135M-1B)"; the other three are configs/study.py's reading of the paper.
 # ---------------------------------------------------------------------------------------------
 
 MODELS = {
@@ -47,66 +51,69 @@ TABLE2_METHODS = ("zero-shot", *METHODS)
 TABLE3_METHODS = METHODS
 TABLE3_FIELDS = ("runtime_seconds", "samples_per_second", "speedup")
 
-# Dollars per H100-hour that Table 3 / section 6.3 price training at (as issue 20 quotes it).
+# Section 6.3: "assuming a cloud rental cost of $4.00 per H100-hour".
 PRICE_PER_HOUR = 4.00
+
+# Problems per benchmark, implied by Table 2's percentages (the text states none): each of the
+# SmolLM2-135M, Qwen2.5-0.5B and OLMo-1B cells is a whole number of problems at these sizes.
+SAMPLE_SIZES = {"orcamath": 500, "gsm8k": 1319, "math": 5000, "svamp": 300}
+SAMPLE_SIZE_NOTE = ("not stated in the paper; implied by Table 2's percentages: 6.00 = 30/500 "
+                    "(OrcaMath), 1.44 = 19/1319 (GSM8K), 5.56 = 278/5000 (MATH), 1.33 = 4/300 "
+                    "(SVAMP); GSM8K 1,319, MATH 5,000 and SVAMP 300 are the whole test splits")
 
 # ---------------------------------------------------------------------------------------------
 # Table 2: exact match (%). model -> method -> (orcamath, gsm8k, math, svamp).
 # ---------------------------------------------------------------------------------------------
 
 _T2 = {
-    "smollm2-135m": {"zero-shot": (None, 1.44, None, None),
-                     "full": (None, None, None, None),
-                     "lora": (None, None, None, None),
-                     "dora": (None, None, None, None)},
-    "smollm2-360m": {"zero-shot": (None, None, None, None),
-                     "full": (None, None, None, None),
-                     "lora": (None, None, None, None),
-                     "dora": (None, None, None, None)},
-    "qwen25-05b": {"zero-shot": (None, None, None, None),
-                   "full": (None, None, None, None),
-                   "lora": (None, None, None, None),
-                   "dora": (None, None, None, None)},
-    "olmo-1b": {"zero-shot": (None, None, None, None),
-                "full": (None, None, None, None),
-                "lora": (None, None, None, None),
-                "dora": (None, None, None, None)},
-    "gemma-2b": {"zero-shot": (None, None, None, None),
-                 "full": (None, None, None, None),
-                 "lora": (None, None, None, None),
-                 "dora": (None, None, None, None)},
+    "smollm2-135m": {"zero-shot": (6.00, 1.44, 5.56, 1.33),
+                     "full": (4.80, 1.44, 5.84, 1.00),
+                     "lora": (6.00, 1.67, 5.34, 1.33),
+                     "dora": (6.40, 1.36, 5.54, 1.67)},
+    "smollm2-360m": {"zero-shot": (11.50, 4.20, 6.10, 3.50),
+                     "full": (9.20, 3.80, 6.00, 2.10),
+                     "lora": (14.80, 6.50, 6.80, 5.20),
+                     "dora": (15.20, 7.10, 6.90, 5.80)},
+    "qwen25-05b": {"zero-shot": (25.00, 35.63, 24.26, 2.33),
+                   "full": (35.60, 38.59, 22.52, 0.00),
+                   "lora": (36.00, 39.27, 26.00, 1.00),
+                   "dora": (35.80, 39.35, 25.42, 1.33)},
+    "olmo-1b": {"zero-shot": (7.00, 1.21, 5.84, 1.33),
+                "full": (10.40, 4.02, 5.12, 3.00),
+                "lora": (6.80, 3.49, 5.64, 2.67),
+                "dora": (6.60, 2.50, 5.46, 2.33)},
+    "gemma-2b": {"zero-shot": (18.50, 15.20, 10.10, 12.40),
+                 "full": (24.20, 19.80, 11.50, 18.20),
+                 "lora": (22.10, 18.50, 11.20, 16.50),
+                 "dora": (22.80, 18.90, 11.40, 16.80)},
 }
 
 # ---------------------------------------------------------------------------------------------
-# Table 3: model -> method -> (runtime in seconds, samples/s, speedup = method's samples/s over
-# Full FT's of the same model).
+# Table 3: method -> (runtime in seconds, samples/s, speedup = samples/s over Full FT's), for the
+# one model the table covers (attributed below).
 # ---------------------------------------------------------------------------------------------
 
-_T3 = {
-    "smollm2-135m": {"full": (None, None, None), "lora": (None, None, None), "dora": (None, None, None)},
-    "smollm2-360m": {"full": (None, None, None), "lora": (None, None, None), "dora": (None, None, None)},
-    "qwen25-05b": {"full": (None, None, None), "lora": (None, None, 0.53), "dora": (None, None, 0.39)},
-    "olmo-1b": {"full": (None, None, None), "lora": (None, None, None), "dora": (None, None, None)},
-    "gemma-2b": {"full": (None, None, None), "lora": (None, None, None), "dora": (None, None, None)},
-}
+TABLE3_MODEL = "qwen25-05b"
+TABLE3_ATTRIBUTION = ("Qwen2.5-0.5B (likely; the table does not name its model, section 6.3 "
+                      "speaks of the 0.5B model on 8x H100)")
+TABLE3_LABEL = "Qwen2.5-0.5B (likely)"
+TABLE3_DEVICES = 8  # section 6.2: "Our 8x H100 experiments"
+_T3 = {"full": (10289.0, 0.92, 1.00), "lora": (19336.0, 0.49, 0.53), "dora": (25960.0, 0.36, 0.39)}
 
-# Where each typed (non-None) value comes from. Keys: ("table2", model, method, benchmark) or
-# ("table3", model, method, field).
-NOTES = {
-    ("table2", "smollm2-135m", "zero-shot", "gsm8k"):
-        "Table 2 value as quoted in BENCHMARKS.md (full zero-shot GSM8K test): 1.44% = 19 of "
-        "1319; not re-read from the paper in this session.",
-    ("table3", "qwen25-05b", "lora", "speedup"):
-        "Quoted in BENCHMARKS.md next to the Qwen2.5-0.5B train-step comparison (torch+peft "
-        "lora/full throughput): 'the study measured 0.53'; not re-read from the paper.",
-    ("table3", "qwen25-05b", "dora", "speedup"):
-        "Quoted in BENCHMARKS.md next to the Qwen2.5-0.5B train-step comparison (torch+peft "
-        "dora/full throughput): 'the study measured ... 0.39'; not re-read from the paper.",
+# What the paper trained on (sections 4.3 and 4.4), to tell a run at its scale from a smaller one.
+TRAINING = {"task": "orcamath", "examples": 10_000, "examples_per_step": 64}
+
+SOURCES = {
+    "table2": (f"{CITATION}, Table 2 (section 5, Empirical Results): exact match (%); typed from "
+               "../shared/paper/table2.csv, checked cell by cell by tests/test_paper_tables.py"),
+    "table3": (f"{CITATION}, Table 3 (section 6.2, Throughput and Optimization Paradox: \"Our 8x "
+               "H100 experiments\"); typed from ../shared/paper/table3.csv; its model is not named "
+               "(TABLE3_ATTRIBUTION)"),
+    "price": f"{CITATION}, section 6.3: \"$4.00 per H100-hour\"",
+    "sample_sizes": SAMPLE_SIZE_NOTE,
+    "training": (f"{CITATION}, section 4.3: \"a stratified subset of 10,000 examples from "
+                 "OrcaMath\"; section 4.4: batch size 64"),
 }
-MISSING_NOTE = ("not found in the stored copies of the paper (only its abstract was readable when "
-                "this was typed): None until typed from Table 2/3 of arXiv:2606.06920")
-CITATION = ("Nair and Tao, \"The Fine-Tuning Trap: Evaluating Negative Transfer and the Role of "
-            "PEFT in Sub-1B Mathematical Reasoning\", arXiv:2606.06920")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +122,17 @@ class PaperTables:
 
     models: dict  # key -> {"name", "nominal_params", "aliases"}
     benchmarks: tuple
-    table2: dict  # (model, method, benchmark) -> exact match % or None
-    table3: dict  # (model, method, field) -> number or None
+    table2: dict  # (model, method, benchmark) -> exact match %
+    table3: dict  # (model, method, field) -> number
     price_per_hour: float
-    notes: dict
+    notes: dict  # (table, model, method, benchmark|field) -> a note on that one value
     citation: str = CITATION
+    sample_sizes: dict = dataclasses.field(default_factory=dict)  # benchmark -> problems
+    sources: dict = dataclasses.field(default_factory=dict)  # "table2", "table3", ... -> text
+    table3_attribution: str = ""  # how Table 3's model was identified, shown wherever it is
+    table3_label: str = ""  # the short form of it in a table row ("Qwen2.5-0.5B (likely)")
+    table3_devices: int = 1  # GPUs of Table 3's runtime (device-hours = runtime x devices)
+    training: dict = dataclasses.field(default_factory=dict)  # {"task", "examples", ...}
 
     def exact_match(self, model: str, method: str, benchmark: str) -> float | None:
         return self.table2.get((model, method, benchmark))
@@ -127,8 +140,41 @@ class PaperTables:
     def throughput(self, model: str, method: str, field: str) -> float | None:
         return self.table3.get((model, method, field))
 
-    def note(self, *key) -> str:
-        return self.notes.get(key, MISSING_NOTE)
+    def note(self, *key) -> str | None:
+        return self.notes.get(key)
+
+    @property
+    def table3_models(self) -> list[str]:
+        return [m for m in self.models if any(k[0] == m for k in self.table3)]
+
+    def model_name(self, key: str, table: str = "table2") -> str:
+        """The model's name; in Table 3, its short attribution when the table names no model."""
+        if table == "table3" and self.table3_label and key in self.table3_models:
+            return self.table3_label
+        return self.models[key]["name"]
+
+    def sample_size(self, benchmark: str) -> int | None:
+        return self.sample_sizes.get(benchmark)
+
+    def implied_count(self, model: str, method: str, benchmark: str) -> int | None:
+        """The k of k/n problems the printed percentage stands for (two decimals), if one does."""
+        value, n = self.exact_match(model, method, benchmark), self.sample_size(benchmark)
+        if value is None or n is None:
+            return None
+        k = round(value * n / 100.0)
+        return k if round(100.0 * k / n, 2) == round(value, 2) else None
+
+    def interval(self, model: str, method: str, benchmark: str) -> tuple[float, float] | None:
+        """The paper's own 95% Wilson interval at its sample size; None without value or size.
+
+        A value that is no whole number of problems (see `implied_count`) is drawn at its own
+        share, value x n / 100 problems: the interval is then approximate, and reports say so.
+        """
+        value, n = self.exact_match(model, method, benchmark), self.sample_size(benchmark)
+        if value is None or n is None:
+            return None
+        k = self.implied_count(model, method, benchmark)
+        return wilson_interval(k if k is not None else value * n / 100.0, n)
 
     def match(self, run_model: str) -> str | None:
         """The paper model a run directory's model name stands for (case and punctuation aside)."""
@@ -148,10 +194,13 @@ def _flatten2(t2: dict) -> dict:
             for b, v in zip(BENCHMARKS, vals, strict=True)}
 
 
-def _flatten3(t3: dict) -> dict:
-    return {(m, meth, f): v for m, rows in t3.items() for meth, vals in rows.items()
+def _flatten3(model: str, t3: dict) -> dict:
+    return {(model, meth, f): v for meth, vals in t3.items()
             for f, v in zip(TABLE3_FIELDS, vals, strict=True)}
 
 
 STUDY = PaperTables(models=MODELS, benchmarks=BENCHMARKS, table2=_flatten2(_T2),
-                    table3=_flatten3(_T3), price_per_hour=PRICE_PER_HOUR, notes=NOTES)
+                    table3=_flatten3(TABLE3_MODEL, _T3), price_per_hour=PRICE_PER_HOUR, notes={},
+                    sample_sizes=SAMPLE_SIZES, sources=SOURCES,
+                    table3_attribution=TABLE3_ATTRIBUTION, table3_label=TABLE3_LABEL,
+                    table3_devices=TABLE3_DEVICES, training=TRAINING)

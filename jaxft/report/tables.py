@@ -29,7 +29,7 @@ BELOW_LEGEND = ("marks a fine-tuned run (full, lora, dora) whose exact match is 
                 "zero-shot baseline of the same model and benchmark")
 
 RESULT_COLUMNS = ("model", "method", "benchmark", "n", "correct", "exact_match", "ci_low",
-                  "ci_high", "below_zero_shot", "repetition_rate", "loop_rate")
+                  "ci_high", "below_zero_shot", "repetition_rate", "loop_rate", "empty_generations")
 THROUGHPUT_COLUMNS = ("model", "method", "runtime_seconds", "samples_per_second",
                       "tokens_per_second", "trainable_params", "total_params", "speedup_vs_full", "machine")
 # A run whose host load (1-minute average over its timed steps) exceeded this many times the host's CPUs
@@ -128,6 +128,7 @@ def result_rows(runs: Runs) -> list[dict[str, Any]]:
                     "ci_low": lo, "ci_high": hi, "below_zero_shot": below_zero_shot(runs, cell),
                     "repetition_rate": stats[0] if stats else None,
                     "loop_rate": stats[1] if stats else None,
+                    "empty_generations": cell.empty_generations,
                 })
     return rows
 
@@ -144,7 +145,9 @@ def _grid(runs: Runs, rows: list[dict[str, Any]], fmt) -> list[list[str]]:
 
 
 def _result_cell(row: dict[str, Any], mark: str) -> str:
-    text = f"{row['exact_match']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] (n={row['n']})"
+    empty = f", {row['empty_generations']} empty" if row.get("empty_generations") else ""
+    text = (f"{row['exact_match']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] "
+            f"(n={row['n']}{empty})")
     return f"{text} {mark}" if row["below_zero_shot"] else text
 
 
@@ -152,7 +155,8 @@ def results_md(runs: Runs, rows: list[dict[str, Any]]) -> str:
     grid = _grid(runs, rows, lambda r: _result_cell(r, BELOW_MD))
     body = [[c if c is not None else MISSING_MD for c in r] for r in grid]
     return ("# Exact match\n\n"
-            "Each cell: exact match (%) [95% Wilson score interval] (n = problems scored).\n\n"
+            "Each cell: exact match (%) [95% Wilson score interval] (n = problems scored; "
+            "k empty = generations with no text, where the model ended its turn at once).\n\n"
             + md_table(["model", "method"] + runs.benchmarks, body,
                        "ll" + "r" * len(runs.benchmarks))
             + f"\n{BELOW_MD} {BELOW_LEGEND}. {MISSING_MD} = not run.\n")
