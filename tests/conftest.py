@@ -3,6 +3,8 @@ import sys
 
 import pytest
 
+pytest_plugins = ["time_guard"]  # tests/time_guard.py: README's command fails on a test over max_test_seconds
+
 sys.path.insert(0, os.path.dirname(__file__))  # tests/hf_tiny.py helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,3 +37,4 @@ def real_torch_model(real_gguf_path):
                                                  gguf_file=os.path.basename(real_gguf_path),
                                                  dtype=torch.float32)
     return model.eval()
+
