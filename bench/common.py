@@ -1,9 +1,12 @@
 """Helpers shared by the benchmark scripts (`python bench/X.py` puts bench/ on sys.path, so they
 `from common import ...`)."""
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -45,7 +48,8 @@ def torch_reference(path: str):
 def compiled_train_step(graphdef, trainable, frozen, batch, use_rng: bool, loss_impl: str = "chunked",
                         accum_steps: int = 1):
     """jaxft's train step (AdamW, lr 1e-5) compiled ahead for these inputs, and `one()`, which runs it
-    once and blocks, carrying parameters and optimizer state (both donated) from call to call.
+    once and blocks, carrying parameters and optimizer state (both donated) from call to call, and
+    returns the step's metrics.
     `loss_impl`: "chunked" (the default, fused LM head + cross-entropy) or "dense" (full logits).
     `accum_steps` > 1: batch leaves are [accum_steps, micro, ...], gradients summed over micro-steps.
     Returns (one, compile seconds)."""
@@ -66,6 +70,7 @@ def compiled_train_step(graphdef, trainable, frozen, batch, use_rng: bool, loss_
         tr, st, metrics = step(carry["trainable"], frozen, carry["opt_state"], batch, key)
         jax.block_until_ready((tr, st, metrics))
         carry.update(trainable=tr, opt_state=st)
+        return metrics
 
     return one, compile_s
 
@@ -121,3 +126,87 @@ def torch_peft_step(model, method: str, ids, targets, *, attention_mask=None, r:
             sync()
 
     return one
+
+
+def random_batch(vocab: int, batch: int, seq: int, seed: int = 0) -> dict:
+    """Uniform random tokens as a train batch (numpy): next-token targets, every position counted.
+    No attention_mask: rows without padding, so fused attention takes its causal fast path."""
+    import numpy as np
+
+    ids = np.random.default_rng(seed).integers(0, vocab, (batch, seq + 1)).astype(np.int32)
+    return {"input_ids": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": np.ones((batch, seq), np.float32)}
+
+
+def jax_peak_bytes() -> int | None:
+    """The device's peak bytes in use so far in this process (None where the runtime keeps no count, as
+    on CPU). Never reset: one case per process for a per-case peak (`run_isolated`)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def decode_prompts(vocab: int, batch: int, prompt: int, seed: int = 0) -> list[list[int]]:
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(3, vocab, (batch, prompt)).tolist()
+
+
+def jaxft_decode(model, batch: int, prompt: int, new: int) -> dict:
+    """jaxft's greedy decoding of `batch` random prompts as one static batch, every row exactly `new`
+    tokens (no EOS, no shrinking: one compiled shape), compilation timed apart (warm_up)."""
+    from jaxft.eval.generate import DecodeSettings, generate_ids, warm_up
+
+    prompts = decode_prompts(model.config.vocab_size, batch, prompt)
+    s = DecodeSettings(max_new_tokens=new, batch_size=batch, refill=batch, chunk=new, shrink=False)
+    compile_s = warm_up(model, prompts, s, eos_ids=[-1], pad_id=0)
+    t = time.perf_counter()
+    out = generate_ids(model, prompts, s, eos_ids=[-1], pad_id=0)
+    sec = time.perf_counter() - t
+    n = sum(len(r[0]) for r in out)
+    return {"generated": n, "seconds": sec, "tokens_per_s": n / sec, "compile_s": compile_s}
+
+
+def run_isolated(script: str, case: dict, timeout: float) -> dict:
+    """`python script --case JSON` in a new process (its own device memory and peak; an out-of-memory
+    or a crash ends that case only); the case prints one `RESULT {json}` line."""
+    try:
+        p = subprocess.run([sys.executable, script, "--case", json.dumps(case)], capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f}s"}
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    return json.loads(lines[-1][7:]) if lines else {"error": (p.stderr or p.stdout)[-1500:]}
+
+
+def random_model(cfg, *, dtype, param_dtype, seed: int = 0, **options):
+    """jaxft's Transformer for `cfg` with random weights as HF initialises them (matrices N(0, 0.02),
+    norm scales 1 or, for (1 + w) norms, 0; biases 0), filled through the weight loader's own builder
+    (jaxft.models.params.build_from_tensors). Why not the model's own initialisers: eager or jitted
+    whole, they compile for tens of seconds on a CPU. Here a CPU draws from numpy's generator (nothing
+    to compile) and an accelerator makes one small jitted draw per distinct matrix shape.
+    `options`: Transformer's scan_layers, remat, attention."""
+    import functools
+
+    import numpy as np
+
+    from jaxft.models.params import abstract_model, build_from_tensors, flat_params
+
+    shapes = {k: tuple(v.shape) for k, v in flat_params(abstract_model(cfg, dtype, param_dtype, **options)).items()}
+
+    @functools.lru_cache(maxsize=None)
+    def draw(shape):
+        return jax.jit(lambda key: 0.02 * jax.random.normal(key, shape, param_dtype))
+
+    index = {name: i for i, name in enumerate(sorted(shapes))}
+    on_host = jax.default_backend() == "cpu"  # numpy's generator: no compilation at all
+
+    def get(name: str):
+        shape = shapes[name]
+        if len(shape) >= 2 and on_host:
+            return 0.02 * np.random.default_rng([seed, index[name]]).standard_normal(shape, np.float32)
+        if len(shape) >= 2:
+            return draw(shape)(jax.random.fold_in(jax.random.key(seed), index[name]))
+        one = "norm" in name and cfg.norm_type != "rmsnorm_plus_one"
+        return np.full(shape, 1.0 if one else 0.0, np.float32)
+
+    return build_from_tensors(cfg, get, set(shapes), dtype=dtype, param_dtype=param_dtype,
+                              source="random weights", **options)

@@ -22,28 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-from common import LORA_ALPHA, LORA_R, compiled_train_step, grad_hvp_seconds, median_seconds, torch_peft_step
+from common import (LORA_ALPHA, LORA_R, compiled_train_step, decode_prompts, grad_hvp_seconds, jax_peak_bytes,
+                    jaxft_decode, median_seconds, random_batch, run_isolated, torch_peft_step)
 
 from jaxft.peft.methods import METHODS
-
-
-def _random_batch(vocab: int, batch: int, seq: int, seed: int = 0):
-    import numpy as np
-
-    ids = np.random.default_rng(seed).integers(0, vocab, (batch, seq + 1)).astype(np.int32)
-    # No attention_mask: rows without padding, so fused attention takes its causal fast path.
-    return {"input_ids": ids[:, :-1], "targets": ids[:, 1:], "loss_mask": np.ones((batch, seq), np.float32)}
-
-
-def _jax_peak_bytes() -> int | None:
-    import jax
-
-    stats = jax.devices()[0].memory_stats() or {}
-    return stats.get("peak_bytes_in_use")
 
 
 def _jax_model(name: str, dtype: str, a: dict):
@@ -70,14 +54,14 @@ def case_jaxft_train(a: dict) -> dict:
         apply_peft(model, a["method"], r=LORA_R, alpha=LORA_ALPHA, dropout=a["dropout"])
     graphdef, trainable, frozen = split_params(model, a["method"])
     del model
-    batch = {k: jnp.asarray(v) for k, v in _random_batch(cfg.vocab_size, a["batch"], a["seq"]).items()}
+    batch = {k: jnp.asarray(v) for k, v in random_batch(cfg.vocab_size, a["batch"], a["seq"]).items()}
     one, compile_s = compiled_train_step(graphdef, trainable, frozen, batch, a["dropout"] > 0 and a["method"] != "full")
     sec = median_seconds(one, a["warmup"], a["steps"])
     tokens = a["batch"] * a["seq"]
     peak = device_peak_flops()
     flops = train_flops_per_token(cfg, a["method"], a["seq"]) * tokens
     return {"s_per_step": sec, "tokens_per_s": tokens / sec, "compile_s": compile_s,
-            "mfu": flops / sec / peak if peak else None, "peak_bytes": _jax_peak_bytes(),
+            "mfu": flops / sec / peak if peak else None, "peak_bytes": jax_peak_bytes(),
             "device": jax.devices()[0].device_kind}
 
 
@@ -91,7 +75,7 @@ def case_torch_train(a: dict) -> dict:
     hf_cfg = AutoConfig.for_model(d.pop("model_type"), **d)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa").cuda()
-    b = {k: torch.from_numpy(v).cuda() for k, v in _random_batch(hf_cfg.vocab_size, a["batch"], a["seq"]).items()}
+    b = {k: torch.from_numpy(v).cuda() for k, v in random_batch(hf_cfg.vocab_size, a["batch"], a["seq"]).items()}
     one = torch_peft_step(model, a["method"], b["input_ids"].long(), b["targets"].long(), dropout=a["dropout"],
                           autocast_dtype=torch.bfloat16, sync=torch.cuda.synchronize)
     torch.cuda.reset_peak_memory_stats()
@@ -109,7 +93,7 @@ def case_hessian(a: dict) -> dict:
 
     a = dict(a, remat="none")
     cfg, model = _jax_model(a["model"], "float32", a)
-    batches = [_random_batch(cfg.vocab_size, a["batch"], a["seq"], seed=i) for i in range(a["micro_batches"])]
+    batches = [random_batch(cfg.vocab_size, a["batch"], a["seq"], seed=i) for i in range(a["micro_batches"])]
     problem = H.hessian_problem(model, batches, "all")
     v = H.tree_random(jax.random.key(0), problem.params)
     times = grad_hvp_seconds(problem, v, 3)
@@ -118,7 +102,7 @@ def case_hessian(a: dict) -> dict:
     t_lanczos = time.perf_counter() - t
     return {"params": problem.num_params, **times, "hvp_over_grad": times["hvp_s"] / times["grad_s"],
             "lanczos_s": t_lanczos, "matvecs": top.matvecs,
-            "top5": np.asarray(top.values).tolist(), "peak_bytes": _jax_peak_bytes()}
+            "top5": np.asarray(top.values).tolist(), "peak_bytes": jax_peak_bytes()}
 
 
 def case_memory(a: dict) -> dict:
@@ -142,29 +126,14 @@ def case_memory(a: dict) -> dict:
     return out
 
 
-def _decode_prompts(vocab: int, batch: int, prompt: int) -> list[list[int]]:
-    import numpy as np
-
-    return np.random.default_rng(0).integers(3, vocab, (batch, prompt)).tolist()
-
-
 def case_jaxft_decode(a: dict) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from jaxft.eval.generate import DecodeSettings, generate_ids, warm_up
     from jaxft.models import Transformer, registry_config
 
-    cfg = registry_config(a["model"])
-    model = Transformer(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
-    prompts = _decode_prompts(cfg.vocab_size, a["batch"], a["prompt"])
-    s = DecodeSettings(max_new_tokens=a["new"], batch_size=a["batch"], refill=a["batch"], chunk=a["new"])
-    compile_s = warm_up(model, prompts, s, eos_ids=[-1], pad_id=0)
-    t = time.perf_counter()
-    out = generate_ids(model, prompts, s, eos_ids=[-1], pad_id=0)
-    sec = time.perf_counter() - t
-    n = sum(len(r[0]) for r in out)
-    return {"generated": n, "seconds": sec, "tokens_per_s": n / sec, "compile_s": compile_s}
+    model = Transformer(registry_config(a["model"]), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    return jaxft_decode(model, a["batch"], a["prompt"], a["new"])
 
 
 def case_torch_decode(a: dict) -> dict:
@@ -177,7 +146,7 @@ def case_torch_decode(a: dict) -> dict:
     hf_cfg = AutoConfig.for_model(d.pop("model_type"), **d)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.bfloat16).cuda().eval()
-    ids = torch.tensor(_decode_prompts(hf_cfg.vocab_size, a["batch"], a["prompt"])).cuda()
+    ids = torch.tensor(decode_prompts(hf_cfg.vocab_size, a["batch"], a["prompt"])).cuda()
 
     def run():
         with torch.inference_mode():
@@ -243,13 +212,7 @@ def main():
         return
     for a in plan(args.sections.split(","), args.quick):
         t = time.perf_counter()
-        try:
-            p = subprocess.run([sys.executable, __file__, "--case", json.dumps(a)], capture_output=True, text=True,
-                               timeout=args.timeout)
-            lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-            res = json.loads(lines[-1][7:]) if lines else {"error": (p.stderr or p.stdout)[-1500:]}
-        except subprocess.TimeoutExpired:
-            res = {"error": f"timeout after {args.timeout}s"}
+        res = run_isolated(__file__, a, args.timeout)
         row = {**a, **res, "wall_s": time.perf_counter() - t}
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

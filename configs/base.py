@@ -1,8 +1,9 @@
 """The study's protocol, shared by every experiment config (one get_config() per file imports this).
 
-Learning rates are our choice (the study does not print its values): 2e-4 for LoRA/DoRA, 2e-5 for
-Full FT (jaxft.train.config.LEARNING_RATES), cosine decay after a linear warmup, AdamW with weight
-decay 0.01 on matrices only. optim.learning_rate 0.0 means "the method's rate", filled after the
+Learning rates are our choice (the paper's section 4.4 says only that PEFT's is higher; the text
+lost its values): 2e-4 for LoRA/DoRA, 2e-5 for Full FT (jaxft.train.config.LEARNING_RATES), cosine
+decay after a linear warmup, AdamW with weight decay 0.01 on matrices only. Each setting beside the
+paper's: docs/protocol.md. optim.learning_rate 0.0 means "the method's rate", filled after the
 command line's overrides, so `--config.method=full` also takes the Full-FT rate.
 """
 
@@ -26,7 +27,8 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
     c.param_dtype = "float32"  # master weights
     c.scan_layers = True  # one lax.scan over layers: compile time independent of depth
     c.remat = "auto"  # auto | none | full | dots: rematerialise layer activations in the backward pass
-    # (auto: none on CPU; on an accelerator none if the planner says it fits, else dots, else full)
+    # (auto: none if the planner says it fits, else dots, else full; with micro_batch_size "auto" too,
+    # accumulation comes first: remat only when one row per micro-step does not fit without it)
     c.attention = "auto"  # auto | xla (reference) | dpa (jax.nn.dot_product_attention) | cudnn (GPU flash,
     # bf16) | chunked (query blocks, no [b,h,s,s] scores); auto: cudnn on GPU+bf16, chunked on TPU, else xla
     c.loss_impl = "chunked"  # chunked (fused LM head + cross-entropy: no [tokens, vocab] logits) | dense
@@ -42,7 +44,10 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
     # rows of seq_len tokens: rows_per_step 0 = the most any step of the run needs (see data_stats.json).
 
     c.global_batch_size = 64  # examples per optimizer step (the study's 64), not packed rows
-    c.micro_batch_size = 0  # rows per device per micro-step (gradient accumulation); 0 = none
+    # rows per device per micro-step (gradient accumulation); 0 = none; "auto" = the largest that divides
+    # the rows per device and fits the device's memory (jaxft.train.auto: printed, and recorded in jaxft_config.json)
+    c.micro_batch_size = ml_collections.FieldReference("auto", field_type=object)  # "auto" or an int
+    c.memory_limit_bytes = 0  # bytes per device "auto" may plan with; 0 = the device's (CPU: what is available)
     c.mesh_shape = ml_collections.ConfigDict(dict(data=-1, fsdp=1))  # -1 = all remaining devices
 
     c.optim = ml_collections.ConfigDict(dict(
@@ -56,6 +61,11 @@ def get_base_config(model: str = "smollm2-135m", method: str = "lora") -> ml_col
 
     # task, split, shots, template, max_new_tokens, batch_size and refill: jaxft.eval.settings' defaults
     c.eval = eval_section(every_steps=0, limit=32, final=True, final_limit=200)
+
+    # TensorBoard always; wandb=True also logs the same scalars to Weights & Biases (pip install
+    # 'jaxft[wandb]'; WANDB_MODE=offline keeps the run in <workdir>/wandb/), one W&B run per workdir
+    # across resumes. wandb_name "" = the workdir's name.
+    c.logging = ml_collections.ConfigDict(dict(wandb=False, wandb_project="jaxft", wandb_name=""))
     return c
 
 

@@ -27,3 +27,16 @@ class ConfigError(JaxftError):
 
 class CheckpointError(JaxftError):
     """A checkpoint that cannot be written or read back: the message names the directory, step and file."""
+
+
+class WriteError(JaxftError, OSError):
+    """An output file that cannot be written (disk full, no permission): names the file, keeps the errno.
+
+    Still an OSError, so callers that handle OS errors keep doing so; a CLI reports it in one line."""
+
+    def __init__(self, path: str, error: OSError):
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
+        self.errno, self.strerror, self.filename = error.errno, error.strerror, path
+
+    def __str__(self) -> str:
+        return self.args[0]

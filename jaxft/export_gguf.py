@@ -1,7 +1,8 @@
 """`export_gguf`: a jaxft model, adapters merged in float32, as one llama.cpp GGUF file.
 
-Tensor names, layouts and metadata follow llama.cpp's convert_hf_to_gguf.py for the four families
-(q/k rows interleaved for llama and olmo, gemma's norm weights stored as 1 + w), so the file runs in
+Tensor names, layouts and metadata follow llama.cpp's convert_hf_to_gguf.py for the six families
+(q/k rows interleaved for llama and olmo, gemma's and gemma3's norm weights stored as 1 + w, llama3
+rope scaling as the rope_freqs tensor, linear scaling as rope.scaling.*), so the file runs in
 llama.cpp and reads back with jaxft's and transformers' GGUF readers. The file is written beside
 its destination and renamed into place: a failure leaves nothing behind.
 """
@@ -19,7 +20,8 @@ from jaxft.atomic import atomic_path
 from jaxft.errors import ConfigError, UnsupportedConfigError, WeightLoadError
 from jaxft.gguf_vocab import gguf_vocab, write_vocab
 from jaxft.models.config import ModelConfig
-from jaxft.models.gguf_loader import QK_PERMUTED, gguf_name, permute_qk
+from jaxft.models.gguf_loader import (GEMMA3_LOCAL_THETA, GEMMA3_PATTERN, NORM_PLUS_ONE, QK_PERMUTED, ROPE_FREQS,
+                                      gguf_name, llama3_freq_factors, permute_qk)
 from jaxft.models.params import cast_params, flat_params
 from jaxft.peft.apply import adapted_layers
 from jaxft.peft.export import merge_adapters
@@ -41,18 +43,40 @@ def check_export_args(out_path: str, quant: str, overwrite: bool) -> None:
 def check_architecture(cfg: ModelConfig) -> None:
     """Refuse what llama.cpp's graph for the family would load but compute differently."""
     fam = cfg.family
-    act = "gelu_pytorch_tanh" if fam == "gemma" else "silu"
+    act = "gelu_pytorch_tanh" if fam in ("gemma", "gemma3") else "silu"
     if cfg.hidden_act != act:
         raise UnsupportedConfigError(f"{fam} model with hidden_act={cfg.hidden_act!r}: llama.cpp's {fam} "
                                      f"uses {act!r} only")
-    if fam == "gemma" and not cfg.tie_word_embeddings:
-        raise UnsupportedConfigError("gemma model with tie_word_embeddings=False: llama.cpp's gemma reads no "
+    if fam in ("gemma", "gemma3") and not cfg.tie_word_embeddings:
+        raise UnsupportedConfigError(f"{fam} model with tie_word_embeddings=False: llama.cpp's {fam} reads no "
                                      "output.weight (its head is token_embd)")
-    if fam in ("olmo", "gemma") and cfg.attention_bias:
+    if fam in ("olmo", "gemma", "gemma3", "qwen3") and cfg.attention_bias:
         raise UnsupportedConfigError(f"{fam} model with attention_bias=True: llama.cpp's {fam} has no "
                                      "attention bias tensors")
     if fam != "llama" and cfg.mlp_bias:
         raise UnsupportedConfigError(f"{fam} model with mlp_bias=True: llama.cpp's {fam} has no MLP biases")
+    scaling = cfg.rope_scaling
+    if scaling is not None and scaling.rope_type == "llama3" and fam != "llama":
+        raise UnsupportedConfigError(f"{fam} model with llama3 rope scaling: llama.cpp reads its {ROPE_FREQS} "
+                                     f"tensor for llama files")
+    if fam == "gemma3":
+        _check_gemma3(cfg)
+
+
+def _check_gemma3(cfg: ModelConfig) -> None:
+    """llama.cpp's gemma3 fixes what Gemma 3 configs may vary: the layer pattern, the local rope base
+    and the score scale (llama-model.cpp), so a model outside them is refused, not exported wrong."""
+    want = tuple(bool((i + 1) % GEMMA3_PATTERN) for i in range(cfg.num_hidden_layers))
+    if any(cfg.local_layers) and cfg.local_layers != want:
+        raise UnsupportedConfigError(f"gemma3 model with layer_types={list(cfg.layer_types)}: llama.cpp's "
+                                     f"gemma3 makes every {GEMMA3_PATTERN}th layer global and the rest sliding")
+    if any(cfg.local_layers) and cfg.rope_local_theta not in (None, GEMMA3_LOCAL_THETA):
+        raise UnsupportedConfigError(f"gemma3 model with rope_local_theta={cfg.rope_local_theta}: llama.cpp's "
+                                     f"gemma3 uses {GEMMA3_LOCAL_THETA} in sliding layers")
+    scalar = cfg.hidden_size // cfg.num_attention_heads if cfg.num_hidden_layers == 62 else cfg.head_dim
+    if (cfg.query_pre_attn_scalar or cfg.head_dim) != scalar:
+        raise UnsupportedConfigError(f"gemma3 model with query_pre_attn_scalar={cfg.query_pre_attn_scalar}: "
+                                     f"llama.cpp's gemma3 with {cfg.num_hidden_layers} layers uses {scalar}")
 
 
 def _order(name: str) -> tuple:
@@ -67,8 +91,10 @@ def gguf_tensors(model: Any) -> list[tuple[str, np.ndarray]]:
     """(llama.cpp name, float32 array in llama.cpp's layout) for every parameter of a plain model."""
     cfg = model.config
     out = []
+    if cfg.rope_scaling is not None and cfg.rope_scaling.rope_type == "llama3":
+        out.append((ROPE_FREQS, llama3_freq_factors(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)))
     for name, value in sorted(flat_params(model).items(), key=lambda kv: _order(kv[0])):
-        gname = gguf_name(name)
+        gname = gguf_name(name, cfg.family)
         if gname is None:
             raise WeightLoadError(f"parameter {name!r} has no llama.cpp tensor name")
         w = np.asarray(value, dtype=np.float32)
@@ -76,7 +102,7 @@ def gguf_tensors(model: Any) -> list[tuple[str, np.ndarray]]:
             w = permute_qk(w, cfg.num_attention_heads)
         elif cfg.family in QK_PERMUTED and ".self_attn.k_proj." in name:
             w = permute_qk(w, cfg.num_key_value_heads)
-        elif cfg.family == "gemma" and name.endswith("norm.weight"):
+        elif cfg.family in NORM_PLUS_ONE and name.endswith("norm.weight"):
             w = w + np.float32(1.0)  # llama.cpp's gemma multiplies by the stored weight itself
         out.append((gname, w))
     return out
@@ -96,7 +122,7 @@ def encode_tensor(w: np.ndarray, quant: str):
 
 
 def _write_metadata(writer: Any, cfg: ModelConfig, name: str, quant: str) -> None:
-    from gguf import GGML_QUANT_VERSION, LlamaFileType
+    from gguf import GGML_QUANT_VERSION, LlamaFileType, RopeScalingType
 
     writer.add_type("model")
     writer.add_name(name)
@@ -110,6 +136,11 @@ def _write_metadata(writer: Any, cfg: ModelConfig, name: str, quant: str) -> Non
     writer.add_value_length(cfg.head_dim)
     writer.add_rope_dimension_count(cfg.head_dim)
     writer.add_rope_freq_base(cfg.rope_theta)
+    if cfg.rope_scaling is not None and cfg.rope_scaling.rope_type == "linear":
+        writer.add_rope_scaling_type(RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(cfg.rope_scaling.factor)
+    if any(cfg.local_layers):  # gemma3 (checked): llama.cpp's pattern and local base go with the window
+        writer.add_sliding_window(cfg.sliding_window)
     if cfg.family == "olmo":
         writer.add_layer_norm_eps(cfg.norm_eps)
         if cfg.clip_qkv is not None:

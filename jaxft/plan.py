@@ -39,11 +39,19 @@ def parse(argv: list[str]):
 
 
 def plan(c, hw: mem.Hardware) -> dict:
-    from jaxft.train.auto import platform_of_devices, resolve
+    """The plan of `c` on `hw` ("auto" resolved for it; config.memory_limit_bytes, when set, is the
+    memory per device). A config that does not fit is reported (fits False), not refused."""
+    import dataclasses
+
+    from jaxft.train.auto import Memory, platform_of_devices, resolve_with_setup
 
     c = c.copy_and_resolve_references()
-    auto = resolve(c, platform=platform_of_devices(hw.name), n_devices=hw.count, usable=hw.usable)
-    s = mem.setup_from_config(c, hw.count)
+    source = f"--devices={hw.name}"
+    if c.get("memory_limit_bytes"):
+        hw, source = dataclasses.replace(hw, bytes_per_device=int(c.memory_limit_bytes)), "config.memory_limit_bytes"
+    auto, s = resolve_with_setup(c, platform=platform_of_devices(hw.name), n_devices=hw.count,
+                                 memory=Memory(hw.bytes_per_device, source), refuse=False)
+    s = s or mem.setup_from_config(c, hw.count)
     policies = {}
     for remat in mem.REMATS:
         terms = mem.estimate(s, remat=remat)
@@ -54,7 +62,8 @@ def plan(c, hw: mem.Hardware) -> dict:
         "model": c.model, "method": s.method, "devices": hw.name, "device_count": hw.count,
         "device_bytes": hw.bytes_per_device, "usable_bytes": hw.usable, "headroom": mem.HEADROOM,
         "mesh": {"data": s.data, "fsdp": s.fsdp}, "seq_len": s.seq, "micro_batch": s.micro_batch,
-        "accum_steps": s.accum, "remat": s.remat, "attention": s.attention, "auto": auto,
+        "micro_batch_size": c.micro_batch_size, "accum_steps": s.accum, "remat": s.remat,
+        "attention": s.attention, "auto": auto,
         "scan_layers": s.scan, "compute_dtype": c.compute_dtype,
         "param_dtype": c.param_dtype, "params": s.n_params, "trainable_params": s.n_trainable,
         "terms": terms, "fits": terms["peak"] <= hw.usable, "by_remat": policies,

@@ -8,6 +8,8 @@ and the tests: the planner counts the model and micro-batches the loop trains, n
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from typing import Any
 
 from jaxft.errors import ConfigError
@@ -22,26 +24,47 @@ def model_options(c) -> dict[str, Any]:
     return {"scan_layers": bool(c.scan_layers), "remat": str(c.remat), "attention": str(c.attention)}
 
 
+def has_shapes(c) -> bool:
+    """Whether `model_config(c)` can answer without weights (a hub id cannot before it is downloaded)."""
+    from jaxft.models.registry import GGUF_PACKAGES, HF_CONFIGS
+    from jaxft.rundir import dir_kind
+
+    return (c.model == "random" or c.model in HF_CONFIGS or c.model in GGUF_PACKAGES
+            or (c.model.endswith(".gguf") and os.path.isfile(c.model)) or dir_kind(c.model) == "hf")
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_config(path: str, mtime_ns: int, size: int):
+    """A GGUF file's ModelConfig from its header (tensors stay on disk), read once per file version: the
+    reader parses every metadata field, the vocabulary too, which takes seconds."""
+    from jaxft.models.gguf_loader import gguf_config
+
+    return gguf_config(path)
+
+
 def model_config(c):
     """The ModelConfig of `c.model` from its config alone: no weights are read."""
     import json
-    import os
 
     from jaxft.models import ModelConfig
     from jaxft.models.hf_config import config_from_hf
-    from jaxft.models.registry import HF_CONFIGS, registry_config
+    from jaxft.models.registry import GGUF_PACKAGES, HF_CONFIGS, gguf_package_file, registry_config
     from jaxft.rundir import HF_CONFIG, dir_kind
 
     if c.model == "random":
         return ModelConfig(**c.random_model.to_dict())
     if c.model in HF_CONFIGS:
         return registry_config(c.model)
+    if c.model in GGUF_PACKAGES or (c.model.endswith(".gguf") and os.path.isfile(c.model)):
+        path = gguf_package_file(c.model) if c.model in GGUF_PACKAGES else c.model
+        st = os.stat(path)
+        return _gguf_config(path, st.st_mtime_ns, st.st_size)
     if dir_kind(c.model) == "hf":
         path = os.path.join(c.model, HF_CONFIG)
         with open(path) as f:
             return config_from_hf(json.load(f), where=path)
-    raise ConfigError(f"model {c.model!r}: shapes alone need 'random', a registry name ({', '.join(HF_CONFIGS)}) "
-                      f"or an HF directory with config.json")
+    raise ConfigError(f"model {c.model!r}: shapes alone need 'random', a registry name ({', '.join(HF_CONFIGS)}), "
+                      f"a .gguf file or an HF directory with config.json")
 
 
 def add_adapters(model, c):
@@ -69,7 +92,7 @@ def build_model(c, *, abstract: bool = False) -> tuple[Any, Any]:
     if "auto" in (c.attention, c.remat):
         from jaxft.train.auto import resolve_for_this_host
 
-        resolve_for_this_host(c)
+        resolve_for_this_host(c, micro=False, refuse=False)  # what the model is built with; no training check
     options = model_options(c)
     if c.model == "random":
         model = Transformer(model_config(c), dtype=dtype, param_dtype=pdtype, rngs=nnx.Rngs(c.seed), **options)
@@ -84,7 +107,7 @@ def build_model(c, *, abstract: bool = False) -> tuple[Any, Any]:
 def batch_layout(c, shards: int, rows: int | None = None) -> BatchLayout:
     """Rows per step over `shards` batch shards and micro-steps; `rows` None: the planner's count
     (`planned_rows`), else what the data pipeline's StepPlan chose."""
-    return layout(planned_rows(c, shards) if rows is None else rows, int(c.micro_batch_size), shards)
+    return layout(planned_rows(c, shards) if rows is None else rows, c.micro_batch_size, shards)
 
 
 @dataclasses.dataclass(frozen=True)

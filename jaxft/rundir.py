@@ -6,6 +6,8 @@ A workdir:
     checkpoints/        orbax steps
     metrics.jsonl       one object per optimizer step (and events)
     tensorboard/        the same scalars for TensorBoard
+    wandb_run_id        with logging.wandb: the W&B run this workdir logs to (a resumed run continues it);
+    wandb/              W&B's own files for the run (offline runs wait here for `wandb sync`)
     data_stats.json     examples kept, rows per step, padding, steps per epoch
     summary.json        the finished (or interrupted) run
     eval/<task>/        the final evaluation; eval/<task>_step<N>/ the ones during training
@@ -29,6 +31,7 @@ LEGACY_CONFIG = "config.json"  # workdirs written before jaxft_config.json; an H
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
+WANDB_RUN_ID = "wandb_run_id"
 DATA_STATS = "data_stats.json"
 SUMMARY = "summary.json"
 EVAL = "eval"
@@ -49,6 +52,7 @@ class RunDir:
     checkpoints = _below_root(CHECKPOINTS)
     metrics = _below_root(METRICS)
     tensorboard = _below_root(TENSORBOARD)
+    wandb_run_id = _below_root(WANDB_RUN_ID)
     data_stats = _below_root(DATA_STATS)
     summary = _below_root(SUMMARY)
 

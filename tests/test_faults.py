@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, needs_shared
 
 TINY = os.path.join(REPO, "configs", "tiny.py")
 # 12 steps, a checkpoint every 4: orbax keeps steps 8 and 12.
@@ -355,3 +355,371 @@ def test_eval_output_continues_refuses_or_restarts(tmp_path):
     restarted.finish([{"generation": "y"}], {"n": 1})
     finished = EvalOutput(d, changed, n=3)
     assert finished.metrics == {"n": 1} and not os.path.exists(os.path.join(d, "predictions.partial.jsonl"))
+
+
+# --- restore for export and analysis -----------------------------------------------------------------
+
+
+def test_restore_model_falls_back_to_the_newest_readable_step_like_training(reference, tmp_path):
+    """Export and analysis over a workdir whose step 12 has flipped bytes: restore_model prints the line
+    training prints for it, restores step 8 (its parameters as orbax saved them) and moves nothing (the
+    next training run does). Asking for step 12 by name stays an error naming the step and file."""
+    import jax
+
+    from jaxft.errors import CheckpointError
+    from jaxft.export import main as export_main
+    from jaxft.peft import split_params
+    from jaxft.train.restore import restore_model
+
+    w = str(tmp_path / "w")
+    shutil.copytree(reference[0], w)
+    files = [f for f in glob.glob(os.path.join(w, "checkpoints", "12", "trainable", "**"), recursive=True)
+             if os.path.isfile(f)]
+    victim = max(files, key=os.path.getsize)
+    _flip(victim)
+    lines = []
+    model, _, c = restore_model(w, log=lines.append)
+    assert len(lines) == 2 and lines[0].startswith(f"checkpoint: step 12 is unreadable: {victim}: ")  # as training
+    assert "CRC-32" in lines[0] and lines[1] == "checkpoint: restoring step 8, the newest readable one"
+    _, trainable, _ = split_params(model, c.method)
+    saved = _params(w, step=8)  # leaf_00000, ... number the leaves in jax's flattening order
+    leaves = jax.tree_util.tree_leaves(trainable)
+    assert len(leaves) == len(saved)
+    for k, leaf in zip(sorted(saved), leaves):
+        np.testing.assert_array_equal(np.asarray(leaf), saved[k], err_msg=k)  # exact: the saved values
+    assert sorted(os.listdir(os.path.join(w, "checkpoints"))) == ["12", "8"]
+    with pytest.raises(CheckpointError, match=f"checkpoint step 12: {victim}: .*other saved steps: \\[8\\]"):
+        restore_model(w, step=12)
+    assert export_main([f"--checkpoint={w}", f"--out={tmp_path / 'peft'}", "--format=peft"]) == 0
+    assert os.path.isfile(tmp_path / "peft" / "adapter_model.safetensors")
+
+
+# --- failing writes: disk full (ENOSPC) and no permission (EACCES) ------------------------------------
+
+FULL, DENIED = errno.ENOSPC, errno.EACCES
+
+
+def _fail_writes(monkeypatch, path, err, *, after=0):
+    """Writes of `path`, or of the temporary an atomic write renames over it, fail with `err` from the
+    (after+1)-th open for writing on: EACCES when the file is opened (a read-only directory or file),
+    ENOSPC once half of a write reached the disk. Root ignores file modes, so the OS calls are patched."""
+    real_open, real_write, real_close = os.open, os.write, os.close
+    folder, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    state = {"opens": 0, "fds": set()}
+
+    def targeted(p):
+        p = os.path.abspath(os.fsdecode(p))
+        base = os.path.basename(p)
+        return os.path.dirname(p) == folder and (base == name or base.startswith(f".{name}.tmp-"))
+
+    def fake_open(p, flags, *args, **kwargs):
+        if targeted(p) and flags & (os.O_WRONLY | os.O_RDWR):
+            state["opens"] += 1
+            if state["opens"] > after:
+                if err == DENIED:
+                    raise OSError(err, os.strerror(err), os.fsdecode(p))
+                fd = real_open(p, flags, *args, **kwargs)
+                state["fds"].add(fd)
+                return fd
+        return real_open(p, flags, *args, **kwargs)
+
+    def fake_write(fd, data):
+        if fd in state["fds"]:
+            if len(data) > 1:
+                return real_write(fd, bytes(data[:len(data) // 2]))
+            raise OSError(err, os.strerror(err))
+        return real_write(fd, data)
+
+    def fake_close(fd):
+        state["fds"].discard(fd)
+        return real_close(fd)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "write", fake_write)
+    monkeypatch.setattr(os, "close", fake_close)
+    return state
+
+
+def _one_error_line(err_text, path, err):
+    """stderr holds one error, on a line of its own (progress bars end theirs first), and no traceback."""
+    expected = f"error: cannot write {path}: {os.strerror(err)}"
+    assert "Traceback" not in err_text and err_text.count("error:") == 1, err_text[-3000:]
+    assert f"\n{expected}\n" in f"\n{err_text}", err_text[-3000:]
+
+
+def test_failing_metrics_append_stops_the_run_naming_the_file(reference, tmp_path, capsys, monkeypatch):
+    """The disk fills while metrics.jsonl takes step 6's line: exit 2 with one line naming the file; the
+    five lines before are intact (the half line written is cut back) and the step-4 checkpoint loads.
+    Permission denied on an append: WriteError the same way, the file as it was."""
+    from jaxft.errors import WriteError
+    from jaxft.jsonl import read_jsonl
+    from jaxft.train.telemetry import MetricsLog
+
+    w = str(tmp_path / "w")
+    metrics = os.path.join(w, "metrics.jsonl")
+    state = _fail_writes(monkeypatch, metrics, FULL, after=5)
+    capsys.readouterr()
+    assert _train_main(w) == 2
+    monkeypatch.undo()
+    assert state["opens"] == 6  # the sixth append failed, and the run stopped there
+    _one_error_line(capsys.readouterr().err, metrics, FULL)
+    before = open(metrics, "rb").read()
+    assert before.endswith(b"}\n")
+    _, ref_rows, _ = reference
+    assert [(r["step"], r["loss"], r["grad_norm"]) for r in read_jsonl(metrics)] == ref_rows[:5]
+    assert _params(w, step=4).keys() == reference[2].keys()
+
+    log = MetricsLog.__new__(MetricsLog)  # the append alone, without TensorBoard
+    log.enabled, log.path = True, metrics
+    _fail_writes(monkeypatch, metrics, DENIED)
+    with pytest.raises(WriteError, match=f"cannot write {metrics}: Permission denied"):
+        log.event({"step": 5, "event": "x"})
+    monkeypatch.undo()
+    assert open(metrics, "rb").read() == before
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "summary.json"])
+@pytest.mark.parametrize("err", [FULL, DENIED], ids=["ENOSPC", "EACCES"])
+def test_failing_rewrite_keeps_the_previous_file(reference, tmp_path, capsys, monkeypatch, name, err):
+    """A finished workdir rerun (nothing left to train) rewrites metrics.jsonl (the lines up to the
+    restored step) and summary.json, each atomically. On a full or read-only disk: exit 2 naming the file,
+    and the previous one is still there, byte for byte, with no temporary left beside it."""
+    w = str(tmp_path / "w")
+    shutil.copytree(reference[0], w)
+    path = os.path.join(w, name)
+    before = open(path, "rb").read()
+    _fail_writes(monkeypatch, path, err)
+    capsys.readouterr()
+    assert _train_main(w) == 2
+    monkeypatch.undo()
+    _one_error_line(capsys.readouterr().err, path, err)
+    assert open(path, "rb").read() == before
+    assert not [f for f in os.listdir(w) if f.startswith(f".{name}.tmp-")]
+
+
+@pytest.fixture
+def fake_eval(monkeypatch):
+    """`python -m jaxft.eval` in this process with loading and decoding replaced (a model of no weights;
+    generation i of a call says "The answer is i.", finished two at a time as decoding would): what is
+    under test is the output directory. Returns (main, the prompt counts decoded per call)."""
+    import types
+
+    import jaxft.models
+    from jaxft.eval import runner
+    from jaxft.eval.__main__ import main
+
+    calls = []
+
+    def fake_generate(model, tokenizer, prompts, decode, *, stats=None, on_generations=None):
+        calls.append(len(prompts))
+        out = [types.SimpleNamespace(text=f" The answer is {i}.", token_ids=[0]) for i in range(len(prompts))]
+        for start in range(0, len(out), 2):
+            on_generations({j: out[j] for j in range(start, min(start + 2, len(out)))})
+        return out
+
+    monkeypatch.setattr(jaxft.models, "load_model", lambda *a, **k: (types.SimpleNamespace(dtype="float32"), None))
+    monkeypatch.setattr(runner, "generate", fake_generate)
+    return main, calls
+
+
+def _eval_argv(out):
+    return ["--model=fake", "--task=gsm8k", "--limit=6", "--batch_size=2", f"--output_dir={out}"]
+
+
+@needs_shared
+@pytest.mark.parametrize("name,after,decoded_again", [("predictions.partial.jsonl", 1, 4), ("predictions.jsonl", 0, 0),
+                                                      ("metrics.json", 0, 0)])
+@pytest.mark.parametrize("err", [FULL, DENIED], ids=["ENOSPC", "EACCES"])
+def test_failing_eval_write_exits_2_and_the_rerun_loses_nothing(fake_eval, tmp_path, capsys, name, after,
+                                                                  decoded_again, err):
+    """The second chunk of finished predictions, predictions.jsonl or metrics.json cannot be written: exit 2
+    with one line naming the file; every finished row before it is on disk (complete lines only), so the
+    rerun decodes only what was never written and ends with each of the 6 problems exactly once."""
+    from jaxft.data.tasks import load_task
+
+    main, calls = fake_eval
+    out = str(tmp_path / "out")
+    path = os.path.join(out, name)
+    os.makedirs(out)
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as fault:  # undone alone: the fixture's fakes stay
+        _fail_writes(fault, path, err, after=after)
+        assert main(_eval_argv(out)) == 2
+    _one_error_line(capsys.readouterr().err, path, err)
+    partial = os.path.join(out, "predictions.partial.jsonl")
+    kept = [json.loads(line) for line in open(partial)]
+    assert open(partial, "rb").read().endswith(b"}\n")
+    assert len(kept) == (2 if name == "predictions.partial.jsonl" else 6)
+    assert not os.path.exists(os.path.join(out, "metrics.json"))
+    assert os.path.exists(os.path.join(out, "predictions.jsonl")) == (name == "metrics.json")
+
+    assert main(_eval_argv(out)) == 0
+    assert calls == [6, decoded_again]
+    preds = [json.loads(line) for line in open(os.path.join(out, "predictions.jsonl"))]
+    assert [p["id"] for p in preds] == [ex.id for ex in load_task("gsm8k", "test", limit=6)]
+    assert json.load(open(os.path.join(out, "metrics.json")))["n"] == 6
+    assert not os.path.exists(partial)
+
+
+# --- malformed JSON Lines ----------------------------------------------------------------------------
+
+
+def test_a_damaged_metrics_line_is_named_not_dropped(reference, tmp_path, capsys):
+    """A cut last line is what a kill leaves (dropped, the step redone); a bad line with more after it is
+    damage: rerunning the workdir stops with exit 2 and one line naming metrics.jsonl and the line
+    number, and the file is left as it was (nothing after the line silently thrown away)."""
+    from jaxft.jsonl import read_jsonl
+
+    w = str(tmp_path / "w")
+    shutil.copytree(reference[0], w)
+    path = os.path.join(w, "metrics.jsonl")
+    lines = open(path).read().splitlines(keepends=True)
+    damaged = "".join(lines[:2] + ['{"step": 3, "loss": 1.2\n'] + lines[3:])
+    open(path, "w").write(damaged)
+    capsys.readouterr()
+    assert _train_main(w) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and f"\nerror: {path}:3: malformed JSON (" in f"\n{err}", err[-3000:]
+    assert open(path).read() == damaged
+    open(path, "w").write("".join(lines) + '{"step": 13, "lo')  # a torn tail only: read up to it
+    assert len(read_jsonl(path, torn_tail=True)) == len(lines)
+
+
+@needs_shared
+def test_a_damaged_prediction_line_is_named(fake_eval, tmp_path, capsys):
+    """predictions.partial.jsonl with a bad line before the last one: exit 2 naming the file and line,
+    nothing touched; the same bad line as the last one is a torn chunk, redone by the rerun."""
+    main, calls = fake_eval
+    out = str(tmp_path / "out")
+    with pytest.MonkeyPatch.context() as stop:  # a run that ends after its first chunk (2 rows on disk)
+        from jaxft.eval import resume
+
+        append = resume.EvalOutput.append
+
+        def append_then_stop(self, rows):
+            append(self, rows)
+            raise KeyboardInterrupt
+
+        stop.setattr(resume.EvalOutput, "append", append_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            main(_eval_argv(out))
+    partial = os.path.join(out, "predictions.partial.jsonl")
+    good = open(partial).read().splitlines(keepends=True)
+    assert len(good) == 2
+    damaged = good[0] + '{"index": 1, "generation": "x"\n' + good[1]
+    open(partial, "w").write(damaged)
+    capsys.readouterr()
+    assert main(_eval_argv(out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and f"error: {partial}:2: not a complete prediction row" in err
+    assert "--overwrite" in err and open(partial).read() == damaged
+    open(partial, "w").write(good[0] + '{"index": 1, "generation": "x"\n')  # the last line: a torn chunk
+    assert main(_eval_argv(out)) == 0
+    assert calls == [6, 5]  # row 0 kept, the other five decoded
+
+
+def test_sigterm_during_an_evaluation_then_the_same_command_loses_and_repeats_nothing(tiny_model_dir, tmp_path):
+    """`python -m jaxft.eval` on a tiny model gets SIGTERM from outside while it decodes (once two rows are
+    on disk, at whatever point decoding is then). Rerunning the same command continues: every one of the
+    24 problems is in predictions.jsonl exactly once, in problem order, the rows finished before the
+    signal unchanged, and only the others were decoded again."""
+    import signal
+    import time
+
+    from jaxft.data.tasks import load_task
+
+    out = str(tmp_path / "out")
+    argv = [sys.executable, "-m", "jaxft.eval", f"--model={tiny_model_dir}", "--task=gsm8k", "--limit=24",
+            "--batch_size=2", "--max_new_tokens=24", f"--output_dir={out}"]
+    partial = os.path.join(out, "predictions.partial.jsonl")
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if os.path.exists(partial) and open(partial, "rb").read().count(b"\n") >= 2:
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.005)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGTERM, stderr[-3000:]  # stopped by the signal, not finished
+    before = {}
+    with open(partial, "rb") as f:
+        for line in f:
+            if line.endswith(b"\n"):
+                row = json.loads(line)
+                before[row["index"]] = row["generation"]
+    assert 2 <= len(before) < 24 and not os.path.exists(os.path.join(out, "metrics.json"))
+
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{len(before)} problems already done, continuing" in proc.stdout
+    preds = [json.loads(line) for line in open(os.path.join(out, "predictions.jsonl"))]
+    ids = [p["id"] for p in preds]
+    assert ids == [ex.id for ex in load_task("gsm8k", "test", limit=24)] and len(set(ids)) == 24
+    for i, text in before.items():
+        assert preds[i]["generation"] == text
+    assert json.load(open(os.path.join(out, "metrics.json")))["n"] == 24
+    assert not os.path.exists(partial)
+
+
+# --- failing export writes ---------------------------------------------------------------------------
+
+EXPORTS = {"merged": "merged", "peft": "peft", "gguf": "model.gguf"}
+
+
+@pytest.fixture(scope="module")
+def exports(reference, tmp_path_factory):
+    """The reference run exported once in each format: the previous complete output a failed export must keep."""
+    from jaxft.export import main as export_main
+
+    d = tmp_path_factory.mktemp("exports")
+    for fmt, name in EXPORTS.items():
+        assert export_main([f"--checkpoint={reference[0]}", f"--out={d / name}", f"--format={fmt}"]) == 0
+    return d
+
+
+def _tree_bytes(path):
+    if os.path.isfile(path):
+        return open(path, "rb").read()
+    return {os.path.relpath(os.path.join(root, f), path): open(os.path.join(root, f), "rb").read()
+            for root, _, files in os.walk(path) for f in files}
+
+
+@pytest.mark.parametrize("fmt", list(EXPORTS))
+@pytest.mark.parametrize("err", [FULL, DENIED], ids=["ENOSPC", "EACCES"])
+def test_failing_export_write_keeps_the_previous_export(reference, exports, tmp_path, capsys, monkeypatch, fmt, err):
+    """Exporting over a previous export on a full disk (the library writing the weights fails) or into a
+    directory that refuses the temporary: exit 2 with one line naming the output, the previous export
+    intact byte for byte, and no temporary left."""
+    import gguf
+
+    from jaxft.export import main as export_main
+    from jaxft.peft import export as peft_export
+
+    out = str(tmp_path / EXPORTS[fmt])
+    (shutil.copy if fmt == "gguf" else shutil.copytree)(str(exports / EXPORTS[fmt]), out)
+    before = _tree_bytes(out)
+    if err == FULL:
+        def full(*args, **kwargs):
+            raise OSError(FULL, os.strerror(FULL))
+
+        if fmt == "gguf":
+            monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", full)
+        else:
+            monkeypatch.setattr(peft_export, "_save_safetensors", full)
+    elif fmt == "gguf":
+        _fail_writes(monkeypatch, out, DENIED)
+    else:
+        mkdir = os.mkdir
+
+        def denied(p, *args, **kwargs):
+            if os.path.basename(os.fsdecode(p)).startswith(f".{EXPORTS[fmt]}.tmp-"):
+                raise OSError(DENIED, os.strerror(DENIED), os.fsdecode(p))
+            return mkdir(p, *args, **kwargs)
+
+        monkeypatch.setattr(os, "mkdir", denied)
+    capsys.readouterr()
+    assert export_main([f"--checkpoint={reference[0]}", f"--out={out}", f"--format={fmt}", "--overwrite"]) == 2
+    monkeypatch.undo()
+    _one_error_line(capsys.readouterr().err, out, err)
+    assert _tree_bytes(out) == before
+    assert os.listdir(tmp_path) == [EXPORTS[fmt]]

@@ -483,3 +483,65 @@ def test_real_smollm2_after_lora_steps(tmp_path):
     ref = generate(merged, tok, prompts, settings)
     assert [g.token_ids for g in got] == [r.token_ids for r in ref]
     assert all(len(r.token_ids) > 8 for r in ref)
+
+
+# --- the newer families ---------------------------------------------------------------------------
+
+# Gemma 3 at the 270M model's layout (6 layers: llama.cpp's pattern of five sliding and one global,
+# head_dim 256 = query_pre_attn_scalar, local rope base 10000), Qwen3 (head_dim 128), Llama 3 with
+# llama3 rope scaling (the rope_freqs tensor). transformers' GGUF reader is a second reference for
+# gemma3 and qwen3 only at these head dims (it assumes 256 and 128) and ignores rope_freqs and
+# rope.scaling.*, so Llama 3 and the linear-scaled Gemma 3 go through jaxft's reader alone.
+_G3_LAYOUT = dict(vocab_size=560, bos_token_id=2, eos_token_id=1, num_hidden_layers=6, layer_types=["sliding_attention"] * 5 + ["full_attention"], head_dim=256,
+                  query_pre_attn_scalar=256,
+                  rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                   "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})
+NEW_CASES = [("gemma3", _G3_LAYOUT, "spm", True), ("qwen3", dict(head_dim=128), "qwen2", True),
+             ("llama3", {}, "smollm", False)]
+
+
+@pytest.mark.parametrize("family,overrides,tok_kind,hf_reads", NEW_CASES, ids=[c[0] for c in NEW_CASES])
+def test_new_families_round_trip(family, overrides, tok_kind, hf_reads, tmp_path):
+    """F32 (1e-5 absolute; measured 0) and Q8_0 (5e-2 of max |logit|; measured <= 4.1e-2) files read
+    back by jaxft with the model's logits and config (floats as float32), llama.cpp's tensor names."""
+    from jaxft.models.config import RopeScaling
+
+    make_hf_model(family, 0, str(tmp_path / "base"), seed=2, **{"vocab_size": 384, **overrides})
+    model, _ = load_model(str(tmp_path / "base"))
+    tok = tokenizer_for(tok_kind)
+    ids = np.asarray([tok(q)["input_ids"][:16] for q in SAMPLE[:2]], np.int32)
+    variants = [model.config]
+    if family == "gemma3":  # also llama.cpp's linear scaling of the global layers (rope.scaling.*)
+        variants.append(model.config.replace(rope_scaling=RopeScaling("linear", 2.0)))
+    arch = next(a for a, n in MODEL_ARCH_NAMES.items() if n == model.config.family)
+    allowed = {TENSOR_NAMES[t] for t in MODEL_TENSORS[arch]}
+    for cfg in variants:
+        model.config = cfg  # the rope tables are built from the model's config at each call
+        want = jaxft_logits(model, ids)
+        for quant in ("f32", "q8_0"):
+            path = export_gguf(model, tok, str(tmp_path / f"{family}-{quant}.gguf"), quant=quant, overwrite=True)
+            loaded = load_gguf(path, dtype=jnp.float32, param_dtype=jnp.float32)
+            want_cfg = cfg.to_dict()
+            for key, value in loaded.config.to_dict().items():  # floats went through float32 metadata
+                pairs = value.items() if isinstance(value, dict) else [(None, value)]
+                for sub, v in pairs:
+                    w = want_cfg[key] if sub is None else want_cfg[key][sub]
+                    assert v == (pytest.approx(w, rel=1e-6) if isinstance(v, float) else w), (key, sub)
+            got = max_diff(jaxft_logits(loaded, ids), want, quant)
+            print(f"{family} {cfg.rope_scaling} {quant}: jaxft max|diff|={got:.3g}")
+            assert got <= TOL[quant]
+            for t in GGUFReader(path).tensors:
+                assert re.sub(r"^blk\.\d+\.", "blk.{bid}.", t.name.rsplit(".", 1)[0]) in allowed, t.name
+        if hf_reads and cfg.rope_scaling is None:
+            hf = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=f"{family}-f32.gguf", dtype=torch.float32)
+            got = max_diff(torch_logits(hf, ids), want, "f32")
+            print(f"{family} f32: transformers max|diff|={got:.3g}")
+            assert got <= TOL["f32"]
+
+
+def test_gemma3_outside_llama_cpp_fixed_choices_is_refused(tmp_path):
+    make_hf_model("gemma3", 0, str(tmp_path / "m"), vocab_size=560)  # 3 layers: sliding, full, sliding
+    model, _ = load_model(str(tmp_path / "m"))
+    with pytest.raises(UnsupportedConfigError, match="every 6th layer global"):
+        export_gguf(model, sentencepiece_tokenizer(), str(tmp_path / "x.gguf"))
+    assert sorted(os.listdir(tmp_path)) == ["m"]

@@ -207,15 +207,6 @@ def test_model_grads_bfloat16_compute(tied):
             jax.tree_util.keystr(path), chunked_err, dense_err)
 
 
-def test_adapted_lm_head_falls_back_to_dense():
-    model = apply_peft(tiny_model(tied=False), "lora", targets=["q_proj", "lm_head"], r=4, alpha=8)
-    batch = padded_batch()
-    loss, grads = loss_and_grads(model, "lora", batch, "chunked")
-    d_loss, d_grads = loss_and_grads(model, "lora", batch, "dense")
-    assert float(loss) == float(d_loss)
-    assert_trees_close(grads, d_grads, 0.0)
-
-
 @pytest.mark.parametrize("method", ["full", "lora"])
 @pytest.mark.parametrize("accum", [1, 2])
 def test_train_step_gradients_equal_dense(method, accum):

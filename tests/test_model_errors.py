@@ -40,7 +40,7 @@ def _edit_config(d, **changes):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("rope_parameters", {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}),
+    ("rope_parameters", {"rope_type": "yarn", "factor": 2.0, "rope_theta": 10000.0}),
     ("rope_scaling", {"rope_type": "llama3", "factor": 8.0}),
     ("hidden_act", "relu"),
     ("use_sliding_window", True),

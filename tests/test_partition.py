@@ -130,7 +130,7 @@ def test_target_patterns_follow_peft_semantics():
                                                             "model.layers.1.self_attn.v_proj"]
     assert resolve_targets(model, r"model\.layers\.1\.mlp\.(up|down)_proj") == ["model.layers.1.mlp.down_proj",
                                                                                "model.layers.1.mlp.up_proj"]
-    assert resolve_targets(model, [r".*\.0\..*o_proj", "lm_head"]) == ["lm_head", "model.layers.0.self_attn.o_proj"]
+    assert resolve_targets(model, [r".*\.0\..*o_proj"]) == ["model.layers.0.self_attn.o_proj"]
     with pytest.raises(ConfigError, match="'qproj' matches no linear layer"):
         resolve_targets(model, ["q_proj", "qproj"])
     assert len(resolve_targets(model, ["q_proj", "qproj"], strict=False)) == 2  # PEFT: the union must match

@@ -114,7 +114,10 @@ def gemma_plan(*overrides, devices="v5e-8"):
 
 def test_gemma2b_full_ft_fits_v5e8_with_fsdp_and_remat():
     p = gemma_plan("mesh_shape.fsdp=8", "mesh_shape.data=1", "remat=full", "scan_layers=true")
-    assert p["fits"] and p["largest_batch"] >= p["micro_batch"] == 2
+    # micro_batch_size "auto": a divisor of the 8 rows per device, no larger than any batch that fits
+    assert p["fits"] and p["largest_batch"] >= p["micro_batch"] == p["micro_batch_size"] and 8 % p["micro_batch"] == 0
+    explicit = gemma_plan("mesh_shape.fsdp=8", "mesh_shape.data=1", "remat=full", "micro_batch_size=2")
+    assert (explicit["micro_batch"], explicit["accum_steps"]) == (2, 4)  # an integer keeps its meaning
     assert p["params"] == p["trainable_params"] > 2.5e9
     t = p["terms"]
     # fsdp=8 splits weights, gradients and Adam moments (float32 mu + nu) eight ways.

@@ -80,6 +80,35 @@ def test_unknown_template():
         format_completion(TARGET, template="alpaca")
 
 
+def test_auto_is_the_chat_template_when_the_tokenizer_has_one_else_plain():
+    """The default everywhere an evaluation picks its template: an instruct tokenizer gets its chat format,
+    one without a template the plain prompt; a fine-tuned run's own data template wins over both."""
+    from configs.base import get_base_config
+    from jaxft.data.prompts import TEMPLATE_CHOICES, resolve_template
+    from jaxft.eval.settings import EvalSettings, eval_section
+
+    chat, bare = tiny_tokenizer(), tiny_tokenizer(chat_template=None)
+    assert resolve_template("auto", chat) == "chat" and resolve_template("auto", bare) == "plain"
+    assert resolve_template("auto", None) == "plain"
+    assert build_prompt(TARGET, template="auto", shots=[Q1], tokenizer=chat) == (
+        "<|user|>One plus one?<|end|><|assistant|>1 + 1 = 2.\nThe answer is 2.<|end|>"
+        "<|user|>Ten minus four?<|end|><|assistant|>")
+    assert build_prompt(TARGET, template="auto", tokenizer=bare) == "Question: Ten minus four?\nAnswer:"
+    # explicit choices stay what they say; a trained run's data template decides "auto"
+    assert resolve_template("plain", chat) == "plain" and resolve_template("chat", bare) == "chat"
+    assert resolve_template("auto", chat, trained="plain") == "plain"
+    assert resolve_template("auto", bare, trained="auto") == "plain"
+    with pytest.raises(ConfigError, match="'alpaca'; expected one of: auto, plain, chat"):
+        resolve_template("alpaca", chat)
+    # the one default, for the CLI, training configs and study configs
+    assert TEMPLATE_CHOICES == ("auto", "plain", "chat")
+    assert EvalSettings().template == "auto" and eval_section().template == "auto"
+    assert get_base_config().eval.template == "auto"
+    assert get_base_config().data.template == "plain"  # training data: the protocol's format, unchanged
+    with pytest.raises(ConfigError, match="eval template 'alpaca': expected one of auto, plain, chat"):
+        EvalSettings(template="alpaca")
+
+
 def test_stop_strings_cover_every_template():
     assert set(STOP_STRINGS) == set(TEMPLATES)
     assert "\nQuestion:" in STOP_STRINGS["plain"]

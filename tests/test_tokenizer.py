@@ -152,9 +152,9 @@ def test_pre_tokenizer_split_and_bos_follow_the_file(ours, tmp_path):
 
 
 def test_bad_tokenizer_inputs_are_named(tmp_path):
-    path = tmp_path / "spm.gguf"
-    _write_tokenizer_gguf(path, tokens=["<s>", "</s>", "a"], merges=[], types=[3, 3, 1], pre="default", model="llama")
-    with pytest.raises(WeightLoadError, match=r"spm\.gguf.*tokenizer\.ggml\.model='llama'.*supported"):
+    path = tmp_path / "wpm.gguf"
+    _write_tokenizer_gguf(path, tokens=["[PAD]", "[UNK]", "a"], merges=[], types=[3, 3, 1], pre="default", model="bert")
+    with pytest.raises(WeightLoadError, match=r"wpm\.gguf.*tokenizer\.ggml\.model='bert'.*supported: \['gpt2', 'llama'\]"):
         Tokenizer.from_gguf(str(path))
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "tokenizer_config.json").write_text("{}")

@@ -147,7 +147,7 @@ def test_tensorboard_holds_every_scalar(tmp_path):
     with open(os.path.join(w, "jaxft_config.json")) as f:
         written = json.load(f)
     assert (written["attention"], written["remat"]) == ("xla", "none")
-    assert "attention=auto -> xla (cpu" in proc.stdout and "remat=auto -> none (cpu)" in proc.stdout
+    assert "attention=auto -> xla (cpu" in proc.stdout and "remat=auto -> none (planner" in proc.stdout
     acc = EventAccumulator(os.path.join(w, "tensorboard"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])

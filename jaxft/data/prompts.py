@@ -24,6 +24,26 @@ from jaxft.data.tasks import Example, default_data_dir, get_task, load_task
 from jaxft.errors import ConfigError, DataError
 
 TEMPLATES = ("plain", "chat")  # "Question: ... Answer:", or the tokenizer's chat template (stop strings: tasks.py)
+# What an evaluation may ask for: "auto" (the default) is resolved by `resolve_template` before any prompt is built.
+TEMPLATE_CHOICES = ("auto", *TEMPLATES)
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def resolve_template(template: str, tokenizer=None, *, trained: str | None = None) -> str:
+    """The template `template` stands for: "plain" and "chat" as they are; "auto" is the template the model
+    answers in: `trained` (a model fine-tuned by jaxft learned its training data's format) when given,
+    else "chat" for a tokenizer with a chat template (an instruct checkpoint given plain prompts often
+    ends its turn at once: empty answers), else "plain"."""
+    if template in TEMPLATES:
+        return template
+    if template != "auto":
+        raise ConfigError(f"unknown prompt template {template!r}; expected one of: {', '.join(TEMPLATE_CHOICES)}")
+    if trained is not None:
+        return resolve_template(trained, tokenizer)
+    return "chat" if has_chat_template(tokenizer) else "plain"
 
 
 @functools.lru_cache(maxsize=8)
@@ -74,13 +94,15 @@ def select_shots(task: str, k: int | None = None, *, seed: int = 0, data_dir: st
 
 def build_prompt(example: Example, *, template: str = "plain", shots: Sequence[Example] = (),
                  tokenizer=None) -> str:
-    """The text a model continues to answer `example`, preceded by worked `shots`."""
+    """The text a model continues to answer `example`, preceded by worked `shots` ("auto": see
+    `resolve_template`)."""
+    template = resolve_template(template, tokenizer)
     if template == "plain":
         parts = [f"Question: {s.question}\nAnswer: {s.solution}\n\n" for s in shots]
         parts.append(f"Question: {example.question}\nAnswer:")
         return "".join(parts)
     if template == "chat":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        if not has_chat_template(tokenizer):
             raise ConfigError("template 'chat' needs a tokenizer with a chat_template; use "
                               "template 'plain' for base models")
         messages = []
@@ -89,8 +111,6 @@ def build_prompt(example: Example, *, template: str = "plain", shots: Sequence[E
             messages.append({"role": "assistant", "content": s.solution})
         messages.append({"role": "user", "content": example.question})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    raise ConfigError(f"unknown prompt template {template!r}; expected one of: "
-                      f"{', '.join(TEMPLATES)}")
 
 
 def format_completion(example: Example, *, template: str = "plain") -> str:

@@ -11,7 +11,7 @@ from jaxft.errors import ConfigError
 
 @entry_point()
 def main(argv: list[str]) -> None:
-    from jaxft.data.prompts import TEMPLATES
+    from jaxft.data.prompts import TEMPLATE_CHOICES
     from jaxft.data.tasks import TASKS
     from jaxft.eval.settings import EvalSettings, eval_settings_from
 
@@ -22,7 +22,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--task", required=True, choices=TASKS)
     ap.add_argument("--split", default=default.split)
     ap.add_argument("--shots", type=int, default=default.shots)
-    ap.add_argument("--template", default=default.template, choices=TEMPLATES)
+    ap.add_argument("--template", default=default.template, choices=TEMPLATE_CHOICES,
+                    help="auto (default): the tokenizer's chat template when it has one, else plain")
     ap.add_argument("--limit", type=int, default=default.limit)
     ap.add_argument("--batch_size", type=int, default=default.batch_size, help="rows decoded together")
     ap.add_argument("--refill", type=int, default=default.refill,
@@ -49,8 +50,8 @@ def main(argv: list[str]) -> None:
     model, tok = load_model(args.model, dtype=args.dtype)
     metrics = evaluate(model, tok, settings, output_dir=args.output_dir, model_name=args.model,
                        overwrite=args.overwrite)
-    print(json.dumps({k: metrics[k] for k in ("task", "shots", "n", "exact_match", "ci95",
-                                              "tokens_per_second")}))
+    print(json.dumps({k: metrics.get(k) for k in ("task", "shots", "template", "n", "exact_match", "ci95",
+                                                  "empty_generations", "tokens_per_second")}))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 `predictions.partial.jsonl` in complete, flushed and fsynced chunks as decoding goes, under
 `fingerprint.json` (everything that decides the predictions). A rerun with the same fingerprint
 continues with the problems not yet done; a different one is refused, or starts over where the
-caller says so (training and the study, whose evaluations are derived outputs).
+caller says so (training and the study, whose evaluations are derived outputs). A failed write (disk
+full, no permission) raises WriteError naming the file and loses no finished row: the rerun continues
+from what is on disk. A damaged line before the last one is a DataError naming file and line.
 
 Reading (the constructor) and writing (`prepare`) are separate steps, so that several processes
 can all read the same state before the one that writes changes it.
@@ -15,7 +17,8 @@ import os
 from typing import Any
 
 from jaxft.atomic import write_atomic
-from jaxft.errors import ConfigError
+from jaxft.errors import ConfigError, DataError, WriteError
+from jaxft.jsonl import append_jsonl
 
 PARTIAL = "predictions.partial.jsonl"
 FINGERPRINT = "fingerprint.json"
@@ -85,16 +88,22 @@ class EvalOutput:
             raise ConfigError(f"{self._path(name)}: unreadable ({e}); pass --overwrite to start over") from e
 
     def _read_partial(self, n: int) -> None:
-        with open(self._path(PARTIAL), "rb") as f:
+        path = self._path(PARTIAL)
+        with open(path, "rb") as f:
             data = f.read()
         offset = 0
-        for line in data.splitlines(keepends=True):
+        lines = data.splitlines(keepends=True)
+        for lineno, line in enumerate(lines, start=1):
             try:
                 row = json.loads(line) if line.endswith(b"\n") else None
             except ValueError:
                 row = None
             if not _complete(row, n):
-                break  # a chunk cut by a kill: it and anything after it are redone
+                if any(rest.strip() for rest in lines[lineno:]):  # not the last line: damage, not a kill
+                    raise DataError(f"{path}:{lineno}: not a complete prediction row (index 0..{n - 1}, "
+                                    f"generation, generated_tokens) with more rows after it; pass --overwrite "
+                                    f"to start over")
+                break  # a chunk cut by a kill: it is redone
             self.done.setdefault(row["index"], row)
             offset += len(line)
         if offset < len(data):
@@ -104,32 +113,31 @@ class EvalOutput:
         """Start over (fresh) or cut a torn tail off the partial file; only where this process writes."""
         if not self.write:
             return
-        os.makedirs(self.dir, exist_ok=True)
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            if self.fresh:
+                for name in (METRICS, PREDICTIONS, PARTIAL):  # the finished-marker first
+                    if os.path.exists(self._path(name)):
+                        os.remove(self._path(name))
+            elif self.metrics is not None and os.path.exists(self._path(PARTIAL)):
+                os.remove(self._path(PARTIAL))  # killed between the final files and this cleanup
+            elif self._keep_bytes is not None:
+                with open(self._path(PARTIAL), "r+b") as f:
+                    f.truncate(self._keep_bytes)
+                    os.fsync(f.fileno())
+        except OSError as e:
+            raise WriteError(e.filename or self.dir, e) from e
         if self.fresh:
-            for name in (METRICS, PREDICTIONS, PARTIAL):  # the finished-marker first
-                if os.path.exists(self._path(name)):
-                    os.remove(self._path(name))
             write_atomic(self._path(FINGERPRINT), json.dumps(self.args, indent=2, sort_keys=True) + "\n")
-        elif self.metrics is not None and os.path.exists(self._path(PARTIAL)):
-            os.remove(self._path(PARTIAL))  # killed between the final files and this cleanup
-        elif self._keep_bytes is not None:
-            with open(self._path(PARTIAL), "r+b") as f:
-                f.truncate(self._keep_bytes)
-                os.fsync(f.fileno())
         if self.done:
             self.log(f"eval: {self.dir}: {len(self.done)} problems already done, continuing")
 
     def append(self, rows: list[dict]) -> None:
         """One chunk of finished rows: a single write, flushed and fsynced before decoding goes on."""
+        if self.write:
+            append_jsonl(self._path(PARTIAL), rows, fsync=True, ensure_ascii=False)
         for row in rows:
             self.done[row["index"]] = row
-        if not self.write or not rows:
-            return
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-        with open(self._path(PARTIAL), "ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
     def finish(self, rows: list[dict], metrics: dict) -> None:
         """predictions.jsonl (problem order) and metrics.json (written last: it marks the end), then the
@@ -138,5 +146,8 @@ class EvalOutput:
             return
         write_atomic(self._path(PREDICTIONS), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         write_atomic(self._path(METRICS), json.dumps(metrics, indent=2) + "\n")
-        if os.path.exists(self._path(PARTIAL)):
-            os.remove(self._path(PARTIAL))
+        try:
+            if os.path.exists(self._path(PARTIAL)):
+                os.remove(self._path(PARTIAL))
+        except OSError as e:  # both final files are complete: a later run removes it (prepare)
+            self.log(f"eval: cannot remove {self._path(PARTIAL)}: {e.strerror or e}")

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import ml_collections
 
+from jaxft.data.prompts import TEMPLATE_CHOICES
 from jaxft.errors import ConfigError
 
 
@@ -19,7 +20,9 @@ class EvalSettings:
     task: str = "gsm8k"
     split: str = "test"
     shots: int = 0
-    template: str = "plain"  # "plain" ("Question: ... Answer:") or "chat" (the tokenizer's template)
+    # "auto": the tokenizer's chat template when it has one, else plain (a fine-tuned run: its training data's;
+    # jaxft.data.prompts.resolve_template); "plain" ("Question: ... Answer:"); "chat" (the tokenizer's template)
+    template: str = "auto"
     limit: int | None = None
     batch_size: int = 16
     refill: int = 0  # continuous batching refill group (0: batch_size // 4; batch_size: static batches)
@@ -32,6 +35,8 @@ class EvalSettings:
             raise ConfigError(f"eval settings need batch_size >= 1, max_new_tokens >= 1 and 0 <= refill <= "
                               f"batch_size; got batch_size={self.batch_size}, refill={self.refill}, "
                               f"max_new_tokens={self.max_new_tokens}")
+        if self.template not in TEMPLATE_CHOICES:
+            raise ConfigError(f"eval template {self.template!r}: expected one of {', '.join(TEMPLATE_CHOICES)}")
 
 
 PROBLEM_KEYS = ("task", "split", "shots", "limit")  # which problems are asked

@@ -1,4 +1,4 @@
-"""Model ports: one Transformer for the Llama, Qwen2, OLMo and Gemma families."""
+"""Model ports: one Transformer for the Llama (2/3.x), Qwen2, Qwen3, OLMo, Gemma and Gemma 3 families."""
 
 from jaxft.models.config import ModelConfig
 from jaxft.models.load import load_model, load_tokenizer, resolve_source

@@ -168,63 +168,93 @@ class Tokenizer:
                    add_bos_token=bool(config.get("add_bos_token", False)), name_or_path=path)
 
     @classmethod
-    def from_gguf(cls, path: str, reader=None) -> "Tokenizer":
-        """The byte-level BPE tokenizer a GGUF's metadata describes (`tokenizer.ggml.model == "gpt2"`)."""
-        from gguf import GGUFReader
-        from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
-        from tokenizers import Tokenizer as Backend
+    def from_gguf(cls, path: str, metadata: dict[str, Any] | None = None) -> "Tokenizer":
+        """The tokenizer a GGUF's metadata describes: byte-level BPE (`tokenizer.ggml.model` "gpt2":
+        SmolLM2, Qwen2.5, OLMo, Llama 3) or SentencePiece-style BPE ("llama": Gemma, Gemma 3, Llama 2)."""
+        from tokenizers import AddedToken, processors
 
-        reader = reader or GGUFReader(path)
+        from jaxft.models.gguf_metadata import read_metadata
 
-        def field(key, default=None):
-            f = reader.fields.get(key)
-            return default if f is None else f.contents()
-
-        kind = field("tokenizer.ggml.model")
-        if kind != "gpt2":
-            raise WeightLoadError(f"{path}: GGUF tokenizer.ggml.model={kind!r} is not supported; "
-                                  f"supported: ['gpt2'] (byte-level BPE: SmolLM2, Qwen2.5, OLMo)")
-        tokens = field("tokenizer.ggml.tokens")
-        types = field("tokenizer.ggml.token_type") or [1] * len(tokens)
-        merges = field("tokenizer.ggml.merges")
-        if not tokens or merges is None:
-            raise WeightLoadError(f"{path}: GGUF has no tokenizer.ggml.tokens / tokenizer.ggml.merges")
-        spelling = _byte_alphabet()
-        alphabet = set(spelling.values())
-        vocab = {}
-        for i, t in enumerate(tokens):  # a token outside the byte alphabet is respelled from its UTF-8 bytes
-            vocab[t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8"))] = i
-        backend = Backend(models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
-                                     fuse_unk=False, byte_fallback=False))
-        split = PRE_TOKENIZER_SPLITS.get(field("tokenizer.ggml.pre"))
-        if split is None:
-            backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-        else:
-            backend.pre_tokenizer = pre_tokenizers.Sequence([
-                pre_tokenizers.Split(Regex(split), behavior="isolated"),
-                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-        backend.decoder = decoders.ByteLevel()
-        # Control tokens stay whole and are skipped when decoding with skip_special_tokens; a control
-        # token spelled outside the byte alphabet is a mislabel in the file and is left as it is.
-        backend.add_special_tokens([AddedToken(t, normalized=False, special=True)
-                                    for t, ty in zip(tokens, types) if ty == _CONTROL and set(t) <= alphabet])
-        user = [AddedToken(t, normalized=False, special=False)
-                for t, ty in zip(tokens, types) if ty == _USER_DEFINED and t in vocab]
-        if user:
-            backend.add_tokens(user)
+        meta = read_metadata(path) if metadata is None else metadata
+        field = lambda key, default=None: meta.get(f"tokenizer.{key}", default)  # noqa: E731
+        kind = field("ggml.model")
+        tokens = field("ggml.tokens")
+        if kind not in GGUF_TOKENIZER_MODELS:
+            raise WeightLoadError(f"{path}: GGUF tokenizer.ggml.model={kind!r} is not supported; supported: "
+                                  f"{list(GGUF_TOKENIZER_MODELS)} (byte-level BPE: SmolLM2, Qwen2.5, OLMo, Llama 3; "
+                                  f"SentencePiece-style BPE: Gemma, Gemma 3, Llama 2)")
+        if not tokens:
+            raise WeightLoadError(f"{path}: GGUF has no tokenizer.ggml.tokens")
 
         def special(key):
-            i = field(f"tokenizer.ggml.{key}")
+            i = field(f"ggml.{key}")
             return None if i is None or not 0 <= int(i) < len(tokens) else tokens[int(i)]
 
-        bos = special("bos_token_id")
-        add_bos = bool(field("tokenizer.ggml.add_bos_token", False)) and bos is not None
-        if add_bos:
+        bos, eos, unk = special("bos_token_id"), special("eos_token_id"), special("unknown_token_id")
+        if kind == "gpt2":
+            backend = _byte_level_backend(path, tokens, field("ggml.token_type"), field("ggml.merges"),
+                                          field("ggml.pre"))
+            add_bos = bool(field("ggml.add_bos_token", False))
+        else:
+            from jaxft.models.sentencepiece import sentencepiece_backend
+
+            backend = sentencepiece_backend(
+                tokens, types=field("ggml.token_type"), scores=field("ggml.scores"), merges=field("ggml.merges"),
+                architecture=meta.get("general.architecture"), unk_token=unk,
+                add_space_prefix=bool(field("ggml.add_space_prefix", True)), where=path)
+            add_bos = bool(field("ggml.add_bos_token", True))  # llama.cpp's default for these vocabularies
+        # the named special tokens stay whole too (transformers adds them as special tokens; llama.cpp
+        # matches control and unknown-type tokens whole)
+        named = [t for t in dict.fromkeys((bos, eos, unk, special("padding_token_id")))
+                 if t is not None and backend.token_to_id(t) is not None]
+        backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in named])
+        add_bos, add_eos = add_bos and bos is not None, bool(field("ggml.add_eos_token", False)) and eos is not None
+        if add_bos or add_eos:
+            pre, post = ([bos] if add_bos else []), ([eos] if add_eos else [])
             backend.post_processor = processors.TemplateProcessing(
-                single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab.get(bos, tokens.index(bos)))])
-        return cls(backend, bos_token=bos, eos_token=special("eos_token_id"), pad_token=special("padding_token_id"),
-                   unk_token=special("unknown_token_id"), chat_template=field("tokenizer.chat_template"),
-                   add_bos_token=add_bos, name_or_path=path)
+                single=" ".join(pre + ["$A"] + post),
+                pair=" ".join(pre + ["$A"] + post + [f"{t}:1" for t in pre] + ["$B:1"] + [f"{t}:1" for t in post]),
+                special_tokens=[(t, backend.token_to_id(t)) for t in dict.fromkeys(pre + post)])
+        return cls(backend, bos_token=bos, eos_token=eos, pad_token=special("padding_token_id"), unk_token=unk,
+                   chat_template=field("chat_template"), add_bos_token=add_bos, name_or_path=path)
+
+
+GGUF_TOKENIZER_MODELS = ("gpt2", "llama")
+
+
+def _byte_level_backend(path: str, tokens: list[str], types: list[int] | None, merges: list[str] | None,
+                        pre: str | None):
+    """Byte-level BPE: the vocabulary in GPT-2's byte alphabet, the split named by `pre`."""
+    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as Backend
+
+    if merges is None:
+        raise WeightLoadError(f"{path}: GGUF has no tokenizer.ggml.merges")
+    types = types or [1] * len(tokens)
+    spelling = _byte_alphabet()
+    alphabet = set(spelling.values())
+    vocab = {}
+    for i, t in enumerate(tokens):  # a token outside the byte alphabet is respelled from its UTF-8 bytes
+        vocab[t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8"))] = i
+    backend = Backend(models.BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges],
+                                 fuse_unk=False, byte_fallback=False))
+    split = PRE_TOKENIZER_SPLITS.get(pre)
+    if split is None:
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(split), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    backend.decoder = decoders.ByteLevel()
+    # Control tokens stay whole and are skipped when decoding with skip_special_tokens; a control
+    # token spelled outside the byte alphabet is a mislabel in the file and is left as it is.
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True)
+                                for t, ty in zip(tokens, types) if ty == _CONTROL and set(t) <= alphabet])
+    user = [AddedToken(t, normalized=False, special=False)
+            for t, ty in zip(tokens, types) if ty == _USER_DEFINED and t in vocab]
+    if user:
+        backend.add_tokens(user)
+    return backend
 
 
 _TEMPLATES: dict[str, Any] = {}

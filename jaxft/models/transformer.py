@@ -1,19 +1,24 @@
-"""One decoder-only transformer for Llama, Qwen2, OLMo and Gemma, switched by ModelConfig flags.
+"""One decoder-only transformer for Llama, Qwen2/3, OLMo and Gemma 1/3, switched by ModelConfig flags.
 
 Parameter paths follow Hugging Face (`model.layers.3.self_attn.q_proj.weight`) and linear weights
 keep HF's [out, in] layout, so import, export and PEFT target patterns need no renaming.
 Compute dtype and parameter dtype are separate: parameters are cast at use.
+
+Sliding-window (local) and full-attention (global) layers differ only in their mask and rope table,
+never in structure: the model computes both variants once per call and each layer picks its own, so
+mixed stacks (Gemma 3) still run as one lax.scan with the per-layer kind as a scanned flag.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxft.models.config import ModelConfig
+from jaxft.models.config import ModelConfig, RopeScaling
 
 Array = jax.Array
 _NEG = -1e30  # finite, so a fully masked (padding) row gives a uniform softmax, never NaN
@@ -24,10 +29,14 @@ ATTENTION_CHUNK = 512  # query rows per block of the "chunked" path
 class FusedMask(NamedTuple):
     """What a fused attention kernel gets instead of an additive [b, s, t] bias: causal always, plus a
     boolean [b, 1, s, t] mask only when padding or packing needs one (None keeps the flash fast path:
-    a caller that passes no attention_mask and no segment_ids promises rows without padding)."""
+    a caller that passes no attention_mask and no segment_ids promises rows without padding).
+    `local_mask` is the sliding layers' mask (the window included); with no mask at all they pass the
+    window to the kernel as `local_window_size` instead."""
 
     mask: Array | None
     impl: str
+    local_mask: Array | None = None
+    window: int | None = None
 
 
 class ChunkedBias(NamedTuple):
@@ -139,8 +148,27 @@ class Norm(nnx.Module):
         return self.weight[...].astype(dtype) * h.astype(dtype)  # Llama casts, then scales
 
 
-def rope_cos_sin(positions: Array, head_dim: int, theta: float, dtype: Any) -> tuple[Array, Array]:
+def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None = None) -> Array:
+    """float32 inverse frequencies, with HF's linear or llama3 scaling (modeling_rope_utils)."""
     inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    if scaling is None:
+        return inv_freq
+    factor = jnp.float32(scaling.factor)
+    if scaling.rope_type == "linear":
+        return inv_freq / factor
+    old = scaling.original_max_position_embeddings
+    low, high = scaling.low_freq_factor, scaling.high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > old / low, inv_freq / factor, inv_freq)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < old / high) & ~(wavelen > old / low)
+    return jnp.where(medium, smoothed, scaled)
+
+
+def rope_cos_sin(positions: Array, head_dim: int, theta: float, dtype: Any,
+                 scaling: RopeScaling | None = None) -> tuple[Array, Array]:
+    inv_freq = rope_inv_freq(head_dim, theta, scaling)
     freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, s, d/2]
     emb = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
@@ -153,14 +181,23 @@ def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
     return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
 
 
-def _cached_attention(q: Array, k_all: Array, v_all: Array, bias: Array, kvh: int) -> Array:
+def _pick(variants: tuple, local: Any) -> Any:
+    """A layer's (global, local) variant of the rope table or the bias: by a Python bool in unrolled
+    layers, by a traced flag inside the layer scan (where `_scan_layers` has already picked, so only
+    one variant arrives)."""
+    if len(variants) == 1:
+        return variants[0]
+    return variants[int(local)]
+
+
+def _cached_attention(q: Array, k_all: Array, v_all: Array, bias: Array, kvh: int, scale: float) -> Array:
     """Attention of q [b, s, heads, d] over the cache [b, kv_heads, t, d]: two plain batched GEMMs with
     (batch, kv_head) as batch dims and the query group folded into the rows. Decoding (s = 1) then
     needs no transpose at all; XLA:CPU runs this 2.2x faster than the 5-d einsum at batch 32."""
     b, s, nh, d = q.shape
     g = nh // kvh
     q = q.reshape(b, s, kvh, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kvh, g * s, d)
-    q = q * jnp.asarray(d ** -0.5, q.dtype)
+    q = q * jnp.asarray(scale, q.dtype)
     batch = ((0, 1), (0, 1))
     scores = jax.lax.dot_general(q, k_all.astype(q.dtype), (((3,), (3,)), batch),
                                  preferred_element_type=jnp.float32)  # [b, kv, g*s, t]
@@ -180,19 +217,30 @@ class Attention(nnx.Module):
         self.k_proj = Linear(h, cfg.num_key_value_heads * d, bias=qkv_bias, **kw)
         self.v_proj = Linear(h, cfg.num_key_value_heads * d, bias=qkv_bias, **kw)
         self.o_proj = Linear(cfg.num_attention_heads * d, h, bias=cfg.attention_bias, **kw)
+        if cfg.qk_norm:  # per head, over head_dim (HF self_attn.q_norm / k_norm)
+            nkw = dict(kind=cfg.norm_type, eps=cfg.norm_eps, param_dtype=param_dtype)
+            self.q_norm = Norm(d, **nkw)
+            self.k_norm = Norm(d, **nkw)
 
-    def __call__(self, x: Array, cos: Array, sin: Array, bias: Array,
+    def __call__(self, x: Array, rope: tuple, bias: Any, local: Any,
                  cache: tuple[Array, Array, Array] | None, rng: Array | None):
+        """`rope` and `bias`: the (global[, local]) variants (a FusedMask holds both); `local`: whether
+        this is a sliding-window layer (a Python bool, or a traced flag inside the layer scan)."""
         cfg = self.cfg
         b, s, _ = x.shape
         nh, kvh, d = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        scale = cfg.attn_scale
         q = self.q_proj(x, _fold(rng, 0))
         k = self.k_proj(x, _fold(rng, 1))
         v = self.v_proj(x, _fold(rng, 2))
         if cfg.clip_qkv is not None:
             q, k, v = (jnp.clip(t, -cfg.clip_qkv, cfg.clip_qkv) for t in (q, k, v))
-        q = apply_rope(q.reshape(b, s, nh, d), cos, sin)
-        k = apply_rope(k.reshape(b, s, kvh, d), cos, sin)
+        q, k = q.reshape(b, s, nh, d), k.reshape(b, s, kvh, d)
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        cos, sin = _pick(rope, local)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
         v = v.reshape(b, s, kvh, d)
         if cache is not None:  # write this chunk at `index`, attend over the whole static cache
             k_cache, v_cache, index = cache
@@ -201,14 +249,22 @@ class Attention(nnx.Module):
                                                  (0, 0, index, 0))
             v_all = jax.lax.dynamic_update_slice(v_cache, v.transpose(0, 2, 1, 3).astype(v_cache.dtype),
                                                  (0, 0, index, 0))
-            out = _cached_attention(q, k_all, v_all, bias, kvh)
+            out = _cached_attention(q, k_all, v_all, _pick(bias, local), kvh, scale)
             return self.o_proj(out, _fold(rng, 3)), (k_all, v_all)
         if isinstance(bias, FusedMask):  # training/eval without cache: one fused kernel
-            out = jax.nn.dot_product_attention(
-                q, k, v, mask=bias.mask, is_causal=True, scale=d ** -0.5,
-                implementation=None if bias.impl == "dpa" else bias.impl)
+            def fused(is_local: bool) -> Array:
+                mask = bias.local_mask if is_local else bias.mask
+                window = (bias.window - 1, 0) if is_local and mask is None else None
+                return jax.nn.dot_product_attention(
+                    q, k, v, mask=mask, is_causal=True, scale=scale, local_window_size=window,
+                    implementation=None if bias.impl == "dpa" else bias.impl)
+
+            # The window is static for the kernel: a traced flag (layer scan) picks one of two calls.
+            out = fused(local) if isinstance(local, bool) else jax.lax.cond(
+                local, lambda: fused(True), lambda: fused(False))
             return self.o_proj(out.reshape(b, s, nh * d), _fold(rng, 3)), None
-        q = q.reshape(b, s, kvh, nh // kvh, d) * jnp.asarray(d ** -0.5, q.dtype)
+        bias = _pick(bias, local)
+        q = q.reshape(b, s, kvh, nh // kvh, d) * jnp.asarray(scale, q.dtype)
         if isinstance(bias, ChunkedBias):
             out = _chunked_attention(q, k, v, bias.bias)
         else:
@@ -238,9 +294,16 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, **kw)
         self.input_layernorm = Norm(cfg.hidden_size, **nkw)
         self.post_attention_layernorm = Norm(cfg.hidden_size, **nkw)
+        self.sandwich = cfg.sandwich_norms
+        if cfg.sandwich_norms:  # Gemma 3: post_attention_layernorm normalises the attention output
+            self.pre_feedforward_layernorm = Norm(cfg.hidden_size, **nkw)
+            self.post_feedforward_layernorm = Norm(cfg.hidden_size, **nkw)
 
-    def __call__(self, x, cos, sin, bias, cache, rng):
-        a, new_cache = self.self_attn(self.input_layernorm(x), cos, sin, bias, cache, rng)
+    def __call__(self, x, rope, bias, local, cache, rng):
+        a, new_cache = self.self_attn(self.input_layernorm(x), rope, bias, local, cache, rng)
+        if self.sandwich:
+            x = x + self.post_attention_layernorm(a)
+            return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x), rng)), new_cache
         x = x + a
         x = x + self.mlp(self.post_attention_layernorm(x), rng)
         return x, new_cache
@@ -300,7 +363,7 @@ class Transformer(nnx.Module):
         `dropout_rng=None` means deterministic (evaluation); adapters use it for dropout.
         `last_logits_only` projects only the final position (prefill needs no [b, s, vocab] tensor).
         `segment_ids` (packed training rows: 1, 2, ... per example, 0 = padding) keeps attention inside
-        each example; pass the per-example `positions` with them.
+        each example (and a sliding layer's also inside its window); pass the per-example `positions`.
         """
         cfg = self.config
         b, s = input_ids.shape
@@ -325,24 +388,34 @@ class Transformer(nnx.Module):
         allowed = causal[None, :, :] & (key_valid[:, None, :] > 0)
         if segment_ids is not None and cache is None:
             allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
+        local_layers = cfg.local_layers
+        variants = (allowed,)
+        if any(local_layers):  # sliding window on cache (= row) indices, as HF's masks count it
+            query_at = jnp.arange(s) if cache is None else index + jnp.arange(s)
+            near = (query_at[:, None] - jnp.arange(allowed.shape[-1])[None, :]) < cfg.sliding_window
+            variants = (allowed, allowed & near[None])
         if self.attention not in ATTENTION_IMPLS:
             raise ValueError(f"attention={self.attention!r}; allowed: {ATTENTION_IMPLS}")
         if cache is None and self.attention in ("dpa", "cudnn"):
-            bias = FusedMask(None if no_padding else allowed[:, None], self.attention)
+            masks = [None if no_padding else a[:, None] for a in variants]
+            bias = FusedMask(masks[0], self.attention, masks[-1], cfg.sliding_window)
         else:
-            bias = jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)
+            bias = tuple(jnp.where(a, 0.0, _NEG).astype(jnp.float32) for a in variants)
             if cache is None and self.attention == "chunked":
-                bias = ChunkedBias(bias)
+                bias = tuple(ChunkedBias(b_) for b_ in bias)
 
         x = self.model.embed_tokens(input_ids, self.dtype)
         if cfg.scale_embeddings:
             x = x * jnp.asarray(cfg.embed_scale, self.dtype)
-        cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, self.dtype)
+        rope = (rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, self.dtype, cfg.rope_scaling),)
+        if any(local_layers):
+            theta = cfg.rope_local_theta if cfg.rope_local_theta is not None else cfg.rope_theta
+            rope = (*rope, rope_cos_sin(positions, cfg.head_dim, theta, self.dtype))
         new_k, new_v = [], []
-        scanned = self._scan_layers(x, cos, sin, bias, dropout_rng) if cache is None else None
+        scanned = self._scan_layers(x, rope, bias, dropout_rng) if cache is None else None
         for i, layer in enumerate(self.model.layers if scanned is None else ()):
             layer_cache = None if cache is None else (cache["k"][i], cache["v"][i], index)
-            x, c = layer(x, cos, sin, bias, layer_cache, _fold(dropout_rng, i))
+            x, c = layer(x, rope, bias, local_layers[i], layer_cache, _fold(dropout_rng, i))
             if c is not None:
                 new_k.append(c[0])
                 new_v.append(c[1])
@@ -368,9 +441,11 @@ class Transformer(nnx.Module):
         return logits, new_cache
 
 
-    def _scan_layers(self, x, cos, sin, bias, dropout_rng):
+    def _scan_layers(self, x, rope, bias, dropout_rng):
         """All layers as one lax.scan over stacked parameters, or None when that is off or impossible
-        (layers adapted differently have different structures and stay unrolled)."""
+        (layers adapted differently have different structures and stay unrolled). Sliding and full
+        layers differ only in the mask and rope table they pick: a scanned per-layer flag selects
+        them from the two variants stacked once (a FusedMask takes the flag itself)."""
         layers = list(self.model.layers)
         if not (self.scan_layers or self.remat != "none") or len(layers) < 2:
             return None
@@ -379,10 +454,24 @@ class Transformer(nnx.Module):
         if any(g != graphdef for g, _ in splits):
             return None
         policies = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+        local_layers = self.config.local_layers
+        mixed = len(set(local_layers)) > 1
+        flags = jnp.asarray(local_layers)
+        stack = lambda *v: jax.tree.map(lambda *a: jnp.stack(a), *v)  # noqa: E731
+        rope_stack = stack(*rope) if mixed else None
+        bias_stack = stack(*bias) if mixed and not isinstance(bias, FusedMask) else None
 
         def body(h, inputs):
-            state, key = inputs
-            h, _ = nnx.merge(graphdef, state)(h, cos, sin, bias, None, key)
+            state, key, local = inputs
+            layer_rope, layer_bias = rope, bias
+            if not mixed:  # one kind everywhere: the same static choice as the unrolled loop
+                local = local_layers[0]
+            else:
+                at = local.astype(jnp.int32)
+                layer_rope = (jax.tree.map(lambda a: a[at], rope_stack),)
+                if bias_stack is not None:
+                    layer_bias = (jax.tree.map(lambda a: a[at], bias_stack),)
+            h, _ = nnx.merge(graphdef, state)(h, layer_rope, layer_bias, local, None, key)
             return h, None
 
         if self.remat != "none":
@@ -392,10 +481,10 @@ class Transformer(nnx.Module):
             keys = jnp.stack([jax.random.fold_in(dropout_rng, i) for i in range(len(layers))])
         if not self.scan_layers:  # remat without scan: still one layer at a time
             for i, (_, state) in enumerate(splits):
-                x, _ = body(x, (state, None if keys is None else keys[i]))
+                x, _ = body(x, (state, None if keys is None else keys[i], flags[i]))
             return x
         stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[state for _, state in splits])
-        x, _ = jax.lax.scan(body, x, (stacked, keys))
+        x, _ = jax.lax.scan(body, x, (stacked, keys, flags))
         return x
 
 

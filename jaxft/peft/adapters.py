@@ -27,6 +27,11 @@ def lora_scaling(r: int, alpha: float, rslora: bool) -> float:
     return alpha / math.sqrt(r) if rslora else alpha / r
 
 
+def wide(dtype) -> jnp.dtype:
+    """The dtype an adapter sums its terms in: float32, or the compute dtype when that is wider."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def keep_mask(rng: Array, p: float, shape: tuple[int, ...]) -> Array:
     """The Bernoulli(1 - p) keep mask adapter dropout uses; tests rebuild it from the same key."""
     return jax.random.bernoulli(rng, 1.0 - p, shape)
@@ -70,7 +75,8 @@ def dora_weight_norm(weight: Array, lora_A: Array, lora_B: Array, scaling: float
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def low_rank(x: Array, a: Array, b: Array, scaling: float) -> Array:
-    """s·(x Aᵀ) Bᵀ with the scale on the rank-r activation; B·A is never formed.
+    """s·(x Aᵀ) Bᵀ with the scale on the rank-r activation; B·A is never formed. The result is
+    accumulated and returned in float32 (at least) so that the adapter's sum is rounded once.
 
     The custom VJP only fixes the contraction layouts: autodiff's dB = dyᵀ·h makes XLA:CPU transpose
     the [tokens, out] cotangent of every adapted layer, while (hᵀ·dy)ᵀ transposes the [tokens, r]
@@ -81,11 +87,12 @@ def low_rank(x: Array, a: Array, b: Array, scaling: float) -> Array:
 
 def _low_rank_fwd(x, a, b, scaling):
     h = jnp.einsum("...i,ri->...r", x, a) * jnp.asarray(scaling, x.dtype)
-    return jnp.einsum("...r,or->...o", h, b), (x, a, b, h)
+    return jnp.einsum("...r,or->...o", h, b, preferred_element_type=wide(x.dtype)), (x, a, b, h)
 
 
 def _low_rank_bwd(scaling, res, g):
     x, a, b, h = res
+    g = g.astype(x.dtype)
     gh = jnp.einsum("...o,or->...r", g, b) * jnp.asarray(scaling, g.dtype)
     rows = math.prod(x.shape[:-1])
     x2, g2, h2, gh2 = (t.reshape(rows, t.shape[-1]) for t in (x, g, h, gh))
@@ -98,12 +105,36 @@ def _low_rank_bwd(scaling, res, g):
 low_rank.defvjp(_low_rank_fwd, _low_rank_bwd)
 
 
+@jax.custom_vjp
+def wide_project(x: Array, w: Array) -> Array:
+    """`project` accumulated and returned in float32 (at least), for an adapter to add to before its
+    one rounding. The VJP rounds the cotangent to the compute dtype, as a compute-dtype output would
+    have it, so the backward GEMMs stay bf16 x bf16: a float32 cotangent would have XLA upcast W and
+    run float32 GEMMs on accelerators."""
+    return project(x, w, preferred_element_type=wide(x.dtype))
+
+
+def _wide_project_fwd(x, w):
+    # not wide_project itself: a nested custom_vjp call would hide the dot from remat's "dots" policy
+    return project(x, w, preferred_element_type=wide(x.dtype)), (x, w)
+
+
+def _wide_project_bwd(res, g):
+    x, w = res
+    return jax.vjp(project, x, w)[1](g.astype(x.dtype))
+
+
+wide_project.defvjp(_wide_project_fwd, _wide_project_bwd)
+
+
 def _abstract(v) -> bool:
     return isinstance(v, jax.ShapeDtypeStruct)
 
 
 class LoRALinear(Linear):
-    """y = W x + b + s·B(A·dropout(x)); B·A is never formed."""
+    """y = W x + b + s·B(A·dropout(x)); B·A is never formed. The terms are summed in float32 (at
+    least) and rounded to the compute dtype once: a bf16 W x plus an update below half its step
+    would round back to W x, and that update would exist only in the gradient."""
 
     def __init__(self, base: Linear, *, r: int, alpha: float, dropout: float, rslora: bool, key: Array,
                  index: int):
@@ -125,24 +156,31 @@ class LoRALinear(Linear):
             self.lora_B = nnx.LoRAParam(jnp.zeros((self.out_features, r), ADAPTER_DTYPE))
 
     def matmul(self, x: Array) -> Array:
-        """W x without bias, in the compute dtype."""
-        return project(x, self.weight[...].astype(self.dtype))
+        """W x without bias, from compute-dtype operands, accumulated and returned in float32 (at least)."""
+        return wide_project(x, self.weight[...].astype(self.dtype))
+
+    def wide_base(self, x: Array) -> Array:
+        """W x + b, like `matmul` not rounded to the compute dtype."""
+        y = self.matmul(x)
+        return y if self.bias is None else y + self.bias[...].astype(y.dtype)
 
     def lora_delta(self, x: Array) -> Array:
+        """s·B A x from compute-dtype operands, returned in float32 (at least)."""
         return low_rank(x, self.lora_A[...].astype(self.dtype), self.lora_B[...].astype(self.dtype), self.scaling)
 
     def __call__(self, x: Array, rng: Array | None = None) -> Array:
         x = x.astype(self.dtype)
-        return self.base(x) + self.lora_delta(dropout(x, rng, self.lora_dropout))
+        return (self.wide_base(x) + self.lora_delta(dropout(x, rng, self.lora_dropout))).astype(self.dtype)
 
 
 class DoRALinear(LoRALinear):
     """PEFT's DoRA: y = (m / ||W + sBA||)·(W x + s·B A x) + b.
 
     The scale m/||W + sBA|| stays near 1, where bfloat16's step is 2^-8..2^-7, so it is formed and
-    applied in float32 (as PEFT does under autocast) and only y is rounded to the compute dtype: a
-    magnitude change below 0.4% would otherwise vanish from the forward pass while its gradient keeps
-    pushing. `detach_norm` (True for training, DoRA §4.3 and PEFT) makes the norm a constant of the
+    applied in float32 (as PEFT does under autocast), and W x and s·B A x are accumulated and kept in
+    float32 too: only y is rounded to the compute dtype, once. Rounding the scale, or a W x it then
+    multiplies, would make a magnitude change below 0.4% vanish from the forward pass while its
+    gradient keeps pushing. `detach_norm` (True for training, DoRA §4.3 and PEFT) makes the norm a constant of the
     gradient; the Hessian analysis turns it off to differentiate the loss the model really computes.
 
     With dropout active PEFT adds (m/n - 1)·W·dropout(x) + (m/n)·s·B A dropout(x) to the full base
@@ -168,14 +206,13 @@ class DoRALinear(LoRALinear):
 
     def __call__(self, x: Array, rng: Array | None = None) -> Array:
         x = x.astype(self.dtype)
-        f = jnp.promote_types(self.dtype, jnp.float32)
+        f = wide(self.dtype)
         scale = self.lora_magnitude_vector[...].astype(f) / self.weight_norm().astype(f)
         if rng is not None and self.lora_dropout > 0.0:
             xd = dropout(x, rng, self.lora_dropout)
-            y = (self.base(x).astype(f) + (scale - 1) * self.matmul(xd).astype(f)
-                 + scale * self.lora_delta(xd).astype(f))
+            y = self.wide_base(x) + (scale - 1) * self.matmul(xd) + scale * self.lora_delta(xd)
             return y.astype(self.dtype)
-        y = scale * (self.matmul(x).astype(f) + self.lora_delta(x).astype(f))
+        y = scale * (self.matmul(x) + self.lora_delta(x))
         if self.bias is not None:
             y = y + self.bias[...].astype(f)
         return y.astype(self.dtype)

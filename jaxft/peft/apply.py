@@ -11,7 +11,7 @@ from flax import nnx
 from jaxft.errors import ConfigError
 from jaxft.models.transformer import Linear
 from jaxft.peft.adapters import ADAPTERS, DoRALinear, LoRALinear
-from jaxft.peft.methods import METHODS, TARGETS
+from jaxft.peft.methods import METHODS, TARGETS, UNADAPTED
 
 DEFAULT_TARGETS = TARGETS  # apply_peft's default: every projection of every layer
 _PLAIN = re.compile(r"[A-Za-z0-9_.]+")
@@ -39,31 +39,45 @@ def matches(pattern: str, name: str) -> bool:
     return re.fullmatch(pattern, name) is not None
 
 
+def adaptable_layers(model: Any) -> list[str]:
+    """Sorted names of the Linear layers an adapter may replace: all but the head and embeddings (UNADAPTED)."""
+    return sorted(n for n in linear_layers(model) if n not in UNADAPTED)
+
+
+def _valid_targets(names: list[str]) -> str:
+    return f"valid targets: {', '.join(leaf_targets(names))} (or a regex over full names such as {names[0]!r})"
+
+
 def resolve_targets(model: Any, targets: Targets, *, strict: bool = True) -> list[str]:
-    """Sorted names of the Linear layers `targets` selects.
+    """Sorted names of the decoder-layer Linear layers `targets` selects.
 
     A single string is one full-name regex (as PEFT treats a string `target_modules`); a list holds
     plain names (matched against the last dotted components) or regexes. `strict`: every pattern
     must select a layer (typos fail loudly); otherwise, as in PEFT, only the union must be non-empty.
+    A pattern that selects the LM head or the embeddings is refused whatever `strict` says: the model
+    reads those weights directly, so an adapter there would have no effect.
     """
     patterns = [targets] if isinstance(targets, str) else list(targets)
+    names = adaptable_layers(model)
     if not patterns:
-        raise ConfigError("peft targets: the list is empty; name at least one linear layer (e.g. 'q_proj')")
-    names = sorted(linear_layers(model))
+        raise ConfigError(f"peft targets: the list is empty; {_valid_targets(names)}")
     chosen, unmatched = set(), []
     for pattern in patterns:
         try:
             hit = [n for n in names if matches(pattern, n)]
+            refused = [n for n in UNADAPTED if matches(pattern, n)]
         except re.error as e:
             raise ConfigError(f"peft target {pattern!r} is not a valid regex: {e}") from e
+        if refused:
+            raise ConfigError(f"peft target {pattern!r} selects {refused[0]!r}, which jaxft does not adapt (the "
+                              f"model reads the head and embedding weights directly; train them with "
+                              f"method=full); {_valid_targets(names)}")
         if not hit:
             unmatched.append(pattern)
         chosen.update(hit)
     if unmatched and (strict or not chosen):
-        leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
-        raise ConfigError(f"peft target {unmatched[0]!r} matches no linear layer; linear layer names end in "
-                          f"{leaves} (a plain name matches the last component, otherwise a regex must "
-                          f"match the full name such as {names[0]!r})")
+        raise ConfigError(f"peft target {unmatched[0]!r} matches no linear layer of the decoder layers; "
+                          f"{_valid_targets(names)} (a plain name matches the last component, a regex the full name)")
     return sorted(chosen)
 
 

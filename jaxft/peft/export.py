@@ -1,23 +1,21 @@
 """Fold adapters into plain weights, and write HF (merged) or PEFT (adapter-only) directories.
 
-Both writers fill a temporary sibling directory and rename it into place, so a failure leaves
-no half-written output.
+Both writers fill a temporary sibling directory and rename it into place (jaxft.atomic.atomic_dir), so a
+failure leaves no half-written output, keeps the previous one and raises WriteError naming the directory.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxft.atomic import atomic_dir
 from jaxft.errors import ConfigError, WeightLoadError
 from jaxft.models.config import ModelConfig
 from jaxft.models.hf_config import config_to_hf
@@ -63,36 +61,6 @@ def merge_adapters(model: Any) -> Any:
     for name, layer in adapted_layers(copy).items():
         replace_module(copy, paths[name], _plain_linear(layer, merged_weight(layer)))
     return copy
-
-
-@contextlib.contextmanager
-def atomic_dir(out_dir: str) -> Iterator[str]:
-    """Yield a temp dir next to `out_dir`; on success it replaces `out_dir`, on error it is removed."""
-    out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make the export private
-    try:
-        yield tmp
-        if not os.path.exists(out_dir):
-            os.rename(tmp, out_dir)
-            return
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-        try:
-            os.rename(out_dir, os.path.join(old, "prev"))
-            try:
-                os.rename(tmp, out_dir)
-            except BaseException:
-                os.rename(os.path.join(old, "prev"), out_dir)  # put the previous export back
-                raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _save_safetensors(tensors: dict[str, Any], path: str) -> None:

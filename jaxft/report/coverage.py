@@ -5,8 +5,9 @@ so a report rebuilt from kept inputs says the same thing wherever it is rebuilt:
 - data: ../shared/data holds GSM8K, SVAMP, MATH and MATH-500; OrcaMath is on the Hugging Face hub
   only (../shared/data/README.md), so no OrcaMath cell can be evaluated offline;
 - models: the only offline weights are the packaged GGUFs of `jaxft.models.registry`
-  (SmolLM2-135M-Instruct, Q4_1; `OFFLINE_WEIGHTS` names them here, because importing the registry
-  pulls in JAX, and a test keeps the two equal); the paper's other four models are hub downloads;
+  (SmolLM2-135M-Instruct, Q4_1; Gemma 3 270M, Q4_K_M, in none of the paper's tables; `OFFLINE_WEIGHTS`
+  names them here, because importing the registry pulls in JAX, and a test keeps the two equal); the
+  paper's other four models are hub downloads;
 - training at the study's scale (10k OrcaMath examples, batch 64; `paper.TRAINING`) needs the
   OrcaMath data and a GPU: a 2-core CPU takes about 35 minutes per 1,000 examples at 135M.
 """
@@ -17,7 +18,7 @@ from jaxft.peft.methods import METHODS as FINE_TUNED
 from jaxft.report.paper import PaperTables
 
 OFFLINE_BENCHMARKS = ("gsm8k", "svamp", "math", "math500")
-OFFLINE_WEIGHTS = ("smollm2-135m-instruct-q4",)  # == jaxft.models.registry.GGUF_PACKAGES
+OFFLINE_WEIGHTS = ("smollm2-135m-instruct-q4", "gemma-3-270m-q4")  # == jaxft.models.registry.GGUF_PACKAGES
 # A paper benchmark and the run benchmarks that stand for it, best first (MATH-500 is a
 # 500-problem subset of the MATH test set).
 STANDS_FOR = {"math": ("math", "math500")}

@@ -3,6 +3,8 @@
 `global_batch_size` counts examples per step; rows are what the devices see. The step has `rows` rows
 (a multiple of `row_multiple`), split over the batch shards (data x fsdp) and, with
 `micro_batch_size` > 0 (rows per device per micro-step), accumulated over `accum` micro-steps.
+`micro_batch_size` "auto" is picked once the rows are known (jaxft.train.auto): a divisor of the rows per
+device, so "auto" asks the rows for no multiple beyond the shards.
 """
 
 from __future__ import annotations
@@ -21,15 +23,22 @@ class BatchLayout:
     micro_rows: int  # rows per device per micro-step
 
 
-def row_multiple(micro_batch_size: int, shards: int, process_count: int = 1) -> int:
+AUTO = "auto"
+
+
+def row_multiple(micro_batch_size: int | str, shards: int, process_count: int = 1) -> int:
     """Rows per step must be a multiple of this."""
+    if micro_batch_size == AUTO:
+        micro_batch_size = 0
     if micro_batch_size < 0:
         raise ConfigError(f"config.micro_batch_size={micro_batch_size} must be >= 0 (0 = no accumulation)")
     unit = micro_batch_size * shards if micro_batch_size else shards
     return unit * process_count // math.gcd(unit, process_count)
 
 
-def layout(rows: int, micro_batch_size: int, shards: int) -> BatchLayout:
+def layout(rows: int, micro_batch_size: int | str, shards: int) -> BatchLayout:
+    if micro_batch_size == AUTO:
+        raise ConfigError("config.micro_batch_size='auto' must be resolved first (jaxft.train.auto.resolve)")
     unit = row_multiple(micro_batch_size, shards)
     if rows % unit:
         raise ConfigError(f"{rows} rows per step are not a multiple of micro_batch_size x batch shards = {unit}")
@@ -46,7 +55,7 @@ def planned_rows(c, shards: int) -> int:
     """Rows per step when no data is at hand (the planner): `data.rows_per_step` if set, else one row per
     example, the most packing can ever need."""
     rows = configured_rows(c) or int(c.global_batch_size)
-    unit = row_multiple(int(c.micro_batch_size), shards)
+    unit = row_multiple(c.micro_batch_size, shards)
     return -(-rows // unit) * unit
 
 

@@ -259,16 +259,19 @@ class Checkpointer:
                 trainable, opt_state, meta, data_state = self.restore_checked(
                     step, abstract_trainable, abstract_opt_state, data=True)
             except UnreadableCheckpoint as e:
-                log(f"checkpoint: step {step} is unreadable: {e.path}: {e.reason}")
+                log(unreadable_line(e))
                 bad.append(e)
                 continue
             return Restored(step, trainable, opt_state, meta, data_state, self._move_aside(bad, step, log))
         if bad:
-            workdir = os.path.dirname(self.directory)
-            raise CheckpointError(f"{workdir}: none of its checkpoints can be read ("
-                                  + "; ".join(f"step {e.step}: {e.path}: {e.reason}" for e in bad)
-                                  + f"); nothing was moved: repair or remove {self.directory} to start over")
+            raise self.none_readable(bad)
         return None
+
+    def none_readable(self, bad: list[UnreadableCheckpoint]) -> CheckpointError:
+        workdir = os.path.dirname(self.directory)
+        return CheckpointError(f"{workdir}: none of its checkpoints can be read ("
+                               + "; ".join(f"step {e.step}: {e.path}: {e.reason}" for e in bad)
+                               + f"); nothing was moved: repair or remove {self.directory} to start over")
 
     def _move_aside(self, bad: list[UnreadableCheckpoint], resumed_from: int, log) -> list[dict]:
         events = []
@@ -310,6 +313,11 @@ class Checkpointer:
             except Exception:
                 if not self._failed:
                     raise
+
+
+def unreadable_line(e: UnreadableCheckpoint) -> str:
+    """The line training (and restore_model, for export and analysis) prints for a step it skips."""
+    return f"checkpoint: step {e.step} is unreadable: {e.path}: {e.reason}"
 
 
 def _file_checksum(path: str) -> dict:

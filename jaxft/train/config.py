@@ -23,6 +23,7 @@ from jaxft.peft.methods import METHODS
 # The protocol's peak learning rate per method (our choice: the study does not print its values).
 # A config's optim.learning_rate 0.0 means "this": finalize() fills it after every override.
 LEARNING_RATES = {"full": 2e-5, "lora": 2e-4, "dora": 2e-4}
+SCHEDULES = ("cosine", "constant")  # jaxft.train.loop.make_schedule: after the warmup
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -71,7 +72,40 @@ def _all_keys(c: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     return keys
 
 
+# Keys that hold "auto" or an integer: ConfigDict's type check would refuse the switch between the two.
+AUTO_OR_INT = ("micro_batch_size",)
+
+
+def set_value(node: ml_collections.ConfigDict, key: str, value) -> None:
+    """node[key] = value, also across "auto" <-> int for AUTO_OR_INT keys (a copied ConfigDict fixes a
+    field's type to its value's)."""
+    try:
+        node[key] = value
+    except TypeError:
+        if key not in AUTO_OR_INT:
+            raise
+        with node.unlocked():
+            del node[key]
+            node[key] = value
+
+
+def auto_or_int(value, key: str):
+    """"auto" or a non-negative integer (an override's text "4" too), else a ConfigError naming the key."""
+    if value == "auto":
+        return value
+    n = None
+    if isinstance(value, str) and value.strip().isdigit():
+        n = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    if n is None or n < 0:
+        raise ConfigError(f"config.{key}={value!r}; allowed: auto or an integer >= 0")
+    return n
+
+
 def _parse_value(raw: str, current, key: str):
+    if key.rsplit(".", 1)[-1] in AUTO_OR_INT:
+        return auto_or_int(raw, key)
     if isinstance(current, bool):
         if raw.lower() in ("true", "1", "yes"):
             return True
@@ -108,7 +142,7 @@ def apply_override(c: ml_collections.ConfigDict, dotted: str, raw: str) -> None:
             raise ConfigError(f"unknown config key {dotted!r}{hint}")
         if i < len(parts) - 1:
             node = node[part]
-    node[parts[-1]] = _parse_value(raw, node[parts[-1]], dotted)
+    set_value(node, parts[-1], _parse_value(raw, node[parts[-1]], dotted))
 
 
 def finalize(c: ml_collections.ConfigDict) -> None:
@@ -129,14 +163,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.method={c.method!r}; allowed: {', '.join(METHODS)}")
     if c.global_batch_size <= 0:
         raise ConfigError(f"config.global_batch_size={c.global_batch_size} must be positive")
+    if "micro_batch_size" in c:
+        set_value(c, "micro_batch_size", auto_or_int(c.micro_batch_size, "micro_batch_size"))
+    if not isinstance(c.get("memory_limit_bytes", 0), int) or c.get("memory_limit_bytes", 0) < 0:
+        raise ConfigError(f"config.memory_limit_bytes={c.memory_limit_bytes!r} must be an integer >= 0 "
+                          "(0: the device's own memory)")
     if c.compute_dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"config.compute_dtype={c.compute_dtype!r}; allowed: float32, bfloat16")
+    if "optim" in c and c.optim.get("schedule", "cosine") not in SCHEDULES:
+        raise ConfigError(f"config.optim.schedule={c.optim.schedule!r}; allowed: {', '.join(SCHEDULES)}")
     if "optim" in c and not c.optim.learning_rate > 0:
         raise ConfigError(f"config.optim.learning_rate={c.optim.learning_rate} must be positive "
                           "(0.0 means the method's rate: load the config with load_config_file)")
     from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings
 
     check_loss_settings(c.get("loss_impl", "chunked"), c.get("loss_chunk", DEFAULT_CHUNK))
+    from jaxft.train.wandb_logger import check_wandb_config
+
+    check_wandb_config(c)  # logging.wandb without the extra installed: refused with the install hint
 
 
 class CommandLine(NamedTuple):
@@ -194,9 +238,9 @@ def config_to_json(c: ml_collections.ConfigDict) -> str:
 
 
 def weights_fingerprint(c: ml_collections.ConfigDict) -> str:
-    """sha256 of the config without its eval settings: what decides the trained weights (an evaluation
-    output resumes only over the same weights)."""
+    """sha256 of the config without its eval and logging settings: what decides the trained weights (an
+    evaluation output resumes only over the same weights; turning W&B on changes no weight)."""
     import hashlib
 
-    return hashlib.sha256(json.dumps({k: v for k, v in c.to_dict().items() if k != "eval"}, sort_keys=True,
-                                     default=list).encode("utf-8")).hexdigest()
+    weights = {k: v for k, v in c.to_dict().items() if k not in ("eval", "logging")}
+    return hashlib.sha256(json.dumps(weights, sort_keys=True, default=list).encode("utf-8")).hexdigest()

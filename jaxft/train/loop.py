@@ -1,9 +1,10 @@
 """The train loop: build everything from a config (jaxft.run_setup), resume if the workdir holds a
 checkpoint, step, log one step late (the device never waits for the host), checkpoint, evaluate.
 
-`train` reads as its parts: `start_workdir` (resolve "auto", record the config), `prepare_data`
-(tokenise, plan the steps), `init_state` (shard, build the step) and `restore`, `run_steps` (the
-loop, with its checkpoint and evaluation hooks; metrics through telemetry.StepLogger), `summarize`.
+`train` reads as its parts: `start_workdir` (resolve "auto"), `prepare_data` (tokenise, plan the
+steps, pick an "auto" micro-batch), `record_config`, `init_state` (shard, build the step) and
+`restore`, `run_steps` (the loop, with its checkpoint and evaluation hooks; metrics through
+telemetry.StepLogger), `summarize`.
 """
 
 from __future__ import annotations
@@ -48,15 +49,23 @@ def make_schedule(c, total_steps: int) -> optax.Schedule:
                                               end_value=peak * c.optim.final_lr_ratio)
 
 
-def start_workdir(c, workdir: str, lead: bool) -> None:
-    """Resolve "auto" for this host, then record the config that runs, before anything else."""
-    from jaxft.train.auto import resolve_for_this_host
-    from jaxft.train.config import config_to_json
+def start_workdir(c, workdir: str, lead: bool):
+    """Resolve "auto" for this host before any weight loads (a run that cannot fit is refused here;
+    micro_batch_size "auto" waits for the data's rows, `prepare_data`); returns the memory measured."""
+    from jaxft.train.auto import resolve_for_this_host, this_host_memory
 
-    for line in resolve_for_this_host(c):  # before the config is written: the workdir records what ran
+    memory = this_host_memory(c)
+    for line in resolve_for_this_host(c, memory=memory, micro=False):
         if lead:
             print(line, flush=True)
     os.makedirs(workdir, exist_ok=True)
+    return memory
+
+
+def record_config(c, workdir: str, lead: bool) -> None:
+    """The config that runs, every "auto" resolved, before the first step."""
+    from jaxft.train.config import config_to_json
+
     if lead:
         rundir.write_config(workdir, config_to_json(c))
 
@@ -68,11 +77,14 @@ class TrainData:
     lay: Any  # jaxft.train.batch_layout.BatchLayout: those rows over devices and micro-steps
 
 
-def prepare_data(c, tok, shards: int) -> TrainData:
+def prepare_data(c, tok, shards: int, memory=None, lead: bool = True) -> TrainData:
+    """Tokenise and plan the steps; micro_batch_size "auto" is picked here, from the plan's rows and the
+    `memory` start_workdir measured."""
     from jaxft.data.pipeline import StepPlan, tokenize_examples
     from jaxft.data.tasks import load_task
     from jaxft.run_setup import batch_layout
-    from jaxft.train.batch_layout import configured_rows, row_multiple
+    from jaxft.train.auto import resolve_for_this_host
+    from jaxft.train.batch_layout import AUTO, configured_rows, row_multiple
 
     examples = load_task(c.data.task, c.data.split, data_dir=c.data.data_dir or None, limit=c.data.limit or None,
                          seed=c.seed)
@@ -82,6 +94,10 @@ def prepare_data(c, tok, shards: int) -> TrainData:
                     num_epochs=c.data.num_epochs, packing=c.data.packing,
                     rows_per_step=configured_rows(c),
                     row_multiple=row_multiple(c.micro_batch_size, shards, jax.process_count()))
+    if c.micro_batch_size == AUTO:
+        for line in resolve_for_this_host(c, memory=memory, rows=plan.rows):
+            if lead:
+                print(line, flush=True)
     return TrainData(tokset, plan, batch_layout(c, shards, plan.rows))
 
 
@@ -215,17 +231,18 @@ def train(c, workdir: str, *, progress: bool = True, hooks: TrainHooks | None = 
     from jaxft.run_setup import build
 
     hooks, lead, paths = hooks or TrainHooks(), jax.process_index() == 0, rundir.RunDir(workdir)
-    start_workdir(c, workdir, lead)
+    memory = start_workdir(c, workdir, lead)
     parts = build(c)
     tok, model_cfg = parts.tokenizer, parts.model.config
-    data = prepare_data(c, tok, parts.shards)
+    data = prepare_data(c, tok, parts.shards, memory, lead)
+    record_config(c, workdir, lead)
     state = init_state(c, parts, data)
     del parts  # the unsharded weights
     data_iter = iter(make_dataset(data.tokset.records, data.plan, process_index=jax.process_index(),
                                   process_count=jax.process_count()))
     checkpointer = ckpt_lib.Checkpointer(paths.checkpoints, keep=c.keep_checkpoints)
     skipped = restore(state, checkpointer, data_iter, lead)
-    log = MetricsLog(workdir, resume_step=state.start, enabled=lead)
+    log = MetricsLog(workdir, resume_step=state.start, enabled=lead, config=c)
     for event in skipped:
         log.event(event)
     if lead:
@@ -273,7 +290,7 @@ def run_eval(c, graphdef, trainable, frozen, tok, log, step: int, workdir: str, 
 
     # Resumes an evaluation this run was killed in; one of other weights or settings is redone.
     metrics = evaluate(model, tok, settings, output_dir=out, write=jax.process_index() == 0, model_name=c.model,
-                       progress=progress, if_changed="restart",
+                       progress=progress, if_changed="restart", trained_template=c.data.template,
                        identity={"config_sha256": weights_fingerprint(c), "step": step})
     log.scalars({"step": step, "exact_match": metrics["exact_match"], "n": metrics["n"],
                  "tokens_per_second": metrics["tokens_per_second"]}, prefix="eval_final" if final else "eval")

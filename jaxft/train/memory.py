@@ -75,6 +75,67 @@ def _host_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+_UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _meminfo(key: str, path: str = "/proc/meminfo") -> int | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name == key:
+                    return int(rest.split()[0]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_stat(path: str, key: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key and value.strip().isdigit():
+                    return int(value)
+    except OSError:
+        pass
+    return 0
+
+
+def _cgroup_room(root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this container's memory cgroup still admits (v2, else v1), page cache it can drop counted as
+    free; None without a limit."""
+    for limit_file, usage_file, stat_file, cache in (
+            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+             "total_inactive_file")):
+        limit = _read_int(os.path.join(root, limit_file))
+        if limit is None or limit >= _UNLIMITED:
+            continue
+        usage = _read_int(os.path.join(root, usage_file)) or 0
+        usage -= _cgroup_stat(os.path.join(root, stat_file), cache)
+        return max(limit - max(usage, 0), 0)
+    return None
+
+
+def available_host_memory() -> tuple[int, str]:
+    """(bytes a new allocation of this process can still get, where that figure comes from): the
+    smaller of /proc/meminfo's MemAvailable and the memory cgroup's room; physical memory if neither
+    can be read. What a CPU run's "auto" plans with (its weights are not loaded yet)."""
+    found = [(n, src) for n, src in ((_meminfo("MemAvailable"), "MemAvailable"), (_cgroup_room(), "cgroup limit"))
+             if n is not None]
+    return min(found) if found else (_host_memory(), "physical memory")
+
+
 def parse_devices(spec: str) -> Hardware:
     """'v5e-8', 'v4-8', 'v5p-8', 'h100x8', 'rtx4090x1', 'cpu', 'cpux8' (host memory shared evenly)."""
     s = spec.lower()
@@ -123,7 +184,7 @@ class Setup:
     dropout: float
     n_params: int
     n_trainable: int
-    loss_impl: str = "dense"  # "chunked" only when the head is a plain matrix (no adapter on lm_head)
+    loss_impl: str = "dense"
     loss_chunk: int = 0  # tokens per device per chunk of the chunked loss
     head_grad: int = 0  # bytes of the chunked loss's float32 head-gradient accumulator (0: head frozen)
 
@@ -165,8 +226,6 @@ def setup_from_config(c, n_devices: int) -> Setup:
     adapters = [m for n, m in adapted.items() if n.startswith("model.layers.0.")]
     loss_impl, loss_chunk = str(c.get("loss_impl", "chunked")), c.get("loss_chunk", DEFAULT_CHUNK)
     check_loss_settings(loss_impl, loss_chunk)
-    if "lm_head" in adapted:  # an adapted head takes the dense path (jaxft.train.step.loss_sum)
-        loss_impl = "dense"
     head = (cfg.vocab_size, cfg.hidden_size)
     head_trained = c.method == "full" and loss_impl == "chunked"
     _, trainable, frozen = split_params(model, c.method)
@@ -268,6 +327,22 @@ def largest_batch(s: Setup, usable: int, remat: str | None = None, limit: int = 
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if estimate(s, mid, remat)["peak"] <= usable else (lo, mid)
     return lo
+
+
+def at_micro_batch(s: Setup, micro_batch: int, rows_per_device: int) -> Setup:
+    """`s` with `rows_per_device` rows per step taken `micro_batch` rows at a time."""
+    if micro_batch < 1 or rows_per_device % micro_batch:
+        raise ValueError(f"micro-batch {micro_batch} does not divide {rows_per_device} rows per device")
+    return dataclasses.replace(s, micro_batch=micro_batch, accum=rows_per_device // micro_batch)
+
+
+def largest_dividing_batch(s: Setup, usable: int, rows_per_device: int, remat: str | None = None) -> int:
+    """Largest micro-batch that divides `rows_per_device` and whose peak fits `usable` bytes (0: none,
+    not even one row)."""
+    for m in sorted((d for d in range(1, rows_per_device + 1) if rows_per_device % d == 0), reverse=True):
+        if estimate(at_micro_batch(s, m, rows_per_device), remat=remat)["peak"] <= usable:
+            return m
+    return 0
 
 
 def compiled_memory(c) -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""metrics.jsonl + TensorBoard scalars, the train loop's per-step metrics, and model FLOPs utilisation
-against a table of peaks."""
+"""metrics.jsonl + TensorBoard scalars (and the same on W&B with `logging.wandb`), the train loop's
+per-step metrics, and model FLOPs utilisation against a table of peaks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import jax
 
 from jaxft.atomic import write_atomic
 from jaxft.errors import JaxftError
-from jaxft.jsonl import read_jsonl
+from jaxft.jsonl import append_jsonl, read_jsonl
 
 # Dense peak FLOP/s per device for bfloat16 matmuls (vendor figures). CPU has no fixed peak: MFU null.
 PEAK_FLOPS = {
@@ -42,12 +42,13 @@ def train_flops_per_token(model_config, method: str, seq_len: int) -> float:
 class MetricsLog:
     """One JSON object per step; on resume, lines past the restored step are dropped first."""
 
-    def __init__(self, workdir: str, *, resume_step: int, enabled: bool = True):
+    def __init__(self, workdir: str, *, resume_step: int, enabled: bool = True, config=None):
         from jaxft.rundir import RunDir
+        from jaxft.train.wandb_logger import WandbLog, wandb_settings
 
         self.enabled = enabled
         self.path = RunDir(workdir).metrics
-        self.writer = None
+        self.writer = self.wandb = None
         if not enabled:
             return
         if os.path.exists(self.path):
@@ -57,32 +58,38 @@ class MetricsLog:
         from tensorboardX import SummaryWriter
 
         self.writer = SummaryWriter(RunDir(workdir).tensorboard, purge_step=resume_step + 1)
+        settings = None if config is None else wandb_settings(config)
+        if settings is not None:  # `logging.wandb`: the same scalars on Weights & Biases
+            self.wandb = WandbLog(config, workdir, settings)
 
     def write(self, row: dict[str, Any], prefix: str = "train") -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.path, [row])  # a failed write: WriteError naming the file
         self.scalars(row, prefix)
 
     def event(self, row: dict[str, Any]) -> None:
         """A line that is no step's metrics (e.g. an unreadable checkpoint skipped); no TensorBoard scalars."""
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_jsonl(self.path, [row])
 
     def scalars(self, row: dict[str, Any], prefix: str) -> None:
         if not self.enabled:
             return
         step = int(row["step"])
-        for k, v in row.items():
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+        scalars = {f"{prefix}/{k}": v for k, v in row.items()
+                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for tag, v in scalars.items():
+            self.writer.add_scalar(tag, v, step)
         self.writer.flush()
+        if self.wandb is not None:
+            self.wandb.log(step, scalars)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
 
 class NonFiniteError(JaxftError):
