@@ -57,6 +57,17 @@ def _flip(path, n=8):
     open(path, "wb").write(bytes(data))
 
 
+def _copy_with_step12_corrupted(reference, tmp_path):
+    """A copy of the reference workdir whose step-12 checkpoint has bytes flipped in its largest file."""
+    w = str(tmp_path / "w")
+    shutil.copytree(reference[0], w)
+    files = [f for f in glob.glob(os.path.join(w, "checkpoints", "12", "trainable", "**"), recursive=True)
+             if os.path.isfile(f)]
+    victim = max(files, key=os.path.getsize)
+    _flip(victim)
+    return w, victim
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_tokenizer_load():
     """Every in-process run here reads SmolLM2's tokenizer from the GGUF: once is enough (seconds each)."""
@@ -92,12 +103,7 @@ def test_corrupt_newest_checkpoint_falls_back_and_redoes_the_same_steps(referenc
     from step 8 and ends with exactly the losses and parameters of the run that was never broken."""
     from jaxft.train.checkpoint import Checkpointer
 
-    w = str(tmp_path / "w")
-    shutil.copytree(reference[0], w)
-    files = [f for f in glob.glob(os.path.join(w, "checkpoints", "12", "trainable", "**"), recursive=True)
-             if os.path.isfile(f)]
-    victim = max(files, key=os.path.getsize)
-    _flip(victim)
+    w, victim = _copy_with_step12_corrupted(reference, tmp_path)
     capsys.readouterr()
     assert _train_main(w) == 0
     out = capsys.readouterr().out
@@ -371,12 +377,7 @@ def test_restore_model_falls_back_to_the_newest_readable_step_like_training(refe
     from jaxft.peft import split_params
     from jaxft.train.restore import restore_model
 
-    w = str(tmp_path / "w")
-    shutil.copytree(reference[0], w)
-    files = [f for f in glob.glob(os.path.join(w, "checkpoints", "12", "trainable", "**"), recursive=True)
-             if os.path.isfile(f)]
-    victim = max(files, key=os.path.getsize)
-    _flip(victim)
+    w, victim = _copy_with_step12_corrupted(reference, tmp_path)
     lines = []
     model, _, c = restore_model(w, log=lines.append)
     assert len(lines) == 2 and lines[0].startswith(f"checkpoint: step 12 is unreadable: {victim}: ")  # as training
