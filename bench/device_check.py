@@ -467,6 +467,10 @@ def main(argv: list[str] | None = None) -> dict:
     cases = plan(shapes, args.full_grid)
     if args.only:
         keys = args.only.split(",")
+        ids = [i for a in cases for i in a["rows"]]
+        unknown = [k for k in keys if not any(k in i for i in ids)]
+        if unknown:
+            ap.error(f"--only: {unknown[0]!r} matches no row; row ids: {', '.join(ids)}")
         cases = [a for a in cases if any(k in i for k in keys for i in a["rows"])]
     rows = []
     for a in cases:

@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from jaxft.models.transformer import Linear
 from jaxft.train.lm_head_loss import DEFAULT_CHUNK, check_loss_settings, lm_head_cross_entropy_sum
 
 Array = jax.Array
@@ -36,12 +35,11 @@ def _model_inputs(batch: dict) -> dict:
     return dict(positions=batch.get("positions"), segment_ids=batch.get("segment_ids"))
 
 
-def _head_weight(model) -> Array | None:
-    """The [vocab, hidden] head matrix, or None when the head is an adapter (LoRA/DoRA on lm_head):
-    its output is no plain product with one matrix, so that model takes the dense path."""
+def _head_weight(model) -> Array:
+    """The [vocab, hidden] head matrix (never an adapter: peft.apply refuses lm_head targets)."""
     if model.config.tie_word_embeddings:
         return model.model.embed_tokens.weight[...]
-    return model.lm_head.weight[...] if type(model.lm_head) is Linear else None
+    return model.lm_head.weight[...]
 
 
 def loss_sum(trainable: nnx.State, frozen: nnx.State, graphdef: nnx.GraphDef, batch: dict,
