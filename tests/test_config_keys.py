@@ -362,3 +362,14 @@ def test_a_schedule_the_loop_does_not_know_is_refused():
 
     with pytest.raises(ConfigError, match=r"config.optim.schedule='linear'; allowed: cosine, constant"):
         parse_args([f"--config={TINY}", "--workdir=w", "--config.optim.schedule=linear"])
+
+
+def test_a_one_step_cosine_run_has_a_schedule():
+    """total_steps=1 rounds the warmup to 0 steps; optax's cosine needs decay > warmup, so the schedule
+    must still be built (it raised optax's ValueError) and give the first step peak / 1 = peak."""
+    from jaxft.train.config import load_config_file
+    from jaxft.train.loop import make_schedule
+
+    c = load_config_file(TINY, [])
+    c.optim.schedule, c.optim.learning_rate = "cosine", 1e-3
+    assert float(make_schedule(c, 1)(0)) == pytest.approx(1e-3)

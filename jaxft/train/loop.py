@@ -44,8 +44,8 @@ def make_schedule(c, total_steps: int) -> optax.Schedule:
                                      optax.constant_schedule(peak)],
                                     [max(warmup, 1)])
     # The first update already uses peak/warmup: a warmup starting at exactly 0 wastes a step.
-    return optax.warmup_cosine_decay_schedule(peak / max(warmup, 1), peak, max(warmup, 1),
-                                              max(total_steps, warmup + 1),
+    warmup = max(warmup, 1)  # optax needs decay_steps > warmup_steps, also for a one-step run
+    return optax.warmup_cosine_decay_schedule(peak / warmup, peak, warmup, max(total_steps, warmup + 1),
                                               end_value=peak * c.optim.final_lr_ratio)
 
 
