@@ -17,4 +17,8 @@ def get_config():
     c.eval.final_limit = 4
     c.eval.max_new_tokens = 16
     c.eval.batch_size = 4
+    # "auto" plans against a fixed 1 GiB per device, not what the machine has free at that moment, so a
+    # test's micro-batch pick does not depend on what else runs beside it (a loaded CI host once had
+    # 155 MiB available and refused the 8-device run).
+    c.memory_limit_bytes = 2 ** 30
     return c

@@ -83,3 +83,26 @@ def test_planner_resolves_remat_auto_per_device():
     small.remat = "auto"
     assert plan(small, mem.parse_devices("h200x1"))["remat"] == "none"
     assert plan(small, mem.parse_devices("cpu"))["attention"] == "xla"
+
+
+def test_cgroup_room_counts_active_and_inactive_file_cache_as_free(tmp_path):
+    """A cgroup that has read large files sits near its limit on page cache the kernel drops on demand;
+    counting only inactive_file once refused a 56 MiB run with GiB of cache to spare (CI, stop 33)."""
+    from jaxft.train.memory import _cgroup_room
+
+    MiB = 2 ** 20
+    (tmp_path / "memory.max").write_text(f"{4096 * MiB}\n")
+    (tmp_path / "memory.current").write_text(f"{4000 * MiB}\n")
+    (tmp_path / "memory.stat").write_text(
+        f"anon {1000 * MiB}\nfile {3000 * MiB}\nactive_file {2000 * MiB}\ninactive_file {900 * MiB}\n"
+        f"shmem {100 * MiB}\n")
+    assert _cgroup_room(str(tmp_path)) == (4096 - (4000 - 2900)) * MiB
+    (tmp_path / "memory.max").write_text("max\n")  # v2 without a limit, and no v1 files: no figure
+    assert _cgroup_room(str(tmp_path)) is None
+    v1 = tmp_path / "memory"
+    v1.mkdir()
+    (v1 / "memory.limit_in_bytes").write_text(f"{2048 * MiB}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{2000 * MiB}\n")
+    (v1 / "memory.stat").write_text(f"cache {1500 * MiB}\ntotal_active_file {1000 * MiB}\n"
+                                    f"total_inactive_file {400 * MiB}\n")
+    assert _cgroup_room(str(tmp_path)) == (2048 - 600) * MiB

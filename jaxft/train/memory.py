@@ -99,25 +99,28 @@ def _meminfo(key: str, path: str = "/proc/meminfo") -> int | None:
     return None
 
 
-def _cgroup_stat(path: str, key: str) -> int:
+def _cgroup_stat(path: str, keys: tuple[str, ...]) -> int:
+    """Sum of `keys` in a memory.stat file (0 for a key it lacks)."""
+    total = 0
     try:
         with open(path) as f:
             for line in f:
                 name, _, value = line.partition(" ")
-                if name == key and value.strip().isdigit():
-                    return int(value)
+                if name in keys and value.strip().isdigit():
+                    total += int(value)
     except OSError:
         pass
-    return 0
+    return total
 
 
 def _cgroup_room(root: str = "/sys/fs/cgroup") -> int | None:
-    """Bytes this container's memory cgroup still admits (v2, else v1), page cache it can drop counted as
-    free; None without a limit."""
+    """Bytes this container's memory cgroup still admits (v2, else v1), with its file page cache, active
+    and inactive, counted as free: a cgroup that has read a few GGUF files sits near its limit on cache
+    the kernel drops on demand (MemAvailable counts it the same way). None without a limit."""
     for limit_file, usage_file, stat_file, cache in (
-            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+            ("memory.max", "memory.current", "memory.stat", ("active_file", "inactive_file")),
             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
-             "total_inactive_file")):
+             ("total_active_file", "total_inactive_file"))):
         limit = _read_int(os.path.join(root, limit_file))
         if limit is None or limit >= _UNLIMITED:
             continue
