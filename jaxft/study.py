@@ -54,7 +54,7 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
     from jaxft.data.tasks import TASKS
     from jaxft.rundir import StudyCell, study_file
     from jaxft.run_setup import build_model
-    from jaxft.train.config import weights_fingerprint
+    from jaxft.train.config import untrained_fingerprint, weights_fingerprint
     from jaxft.train.loop import train
     from jaxft.train.restore import restore_model
 
@@ -83,7 +83,9 @@ def run_study(study, workdir: str, *, log=print) -> list[dict]:
                 log(f"[study] {model_key}/{method}: all cells done, skipped")
                 continue
             c = _train_config(study, model_key, method if method in METHODS else "full")
-            identity = {"method": method, "config_sha256": weights_fingerprint(c)}  # before train() resolves c
+            # before train() resolves c; a baseline's weights are the untrained model's
+            identity = ({"method": method, "model_sha256": untrained_fingerprint(c)} if method in BASELINES
+                        else {"method": method, "config_sha256": weights_fingerprint(c)})
             if method in BASELINES:
                 model, tok = build_model(c)
                 shots = BASELINES[method]

@@ -81,3 +81,28 @@ def test_per_method_learning_rates_and_bad_keys(tmp_path):
     with pytest.raises(ConfigError, match="learning_rates: unknown method 'loar'; allowed: full, lora, dora"):
         run_study(study, str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")  # rejected before anything is written
+
+
+def test_a_baseline_cell_is_keyed_by_the_untrained_model_only():
+    """A zero-/5-shot cell evaluates the untrained weights: a change to the training settings (a new
+    config key, another learning rate) must not throw away a half-finished 1,319-problem evaluation,
+    while another model or tokenizer must."""
+    from configs.study_tiny import get_config
+    from jaxft.study import _train_config
+    from jaxft.train.config import untrained_fingerprint, weights_fingerprint
+
+    study = get_config()
+    study.config_root = REPO
+    base = _train_config(study, "tiny", "full")
+    other = _train_config(study, "tiny", "full")
+    other.optim.learning_rate = 0.5
+    other.data.seq_len = 64
+    assert untrained_fingerprint(other) == untrained_fingerprint(base)
+    assert weights_fingerprint(other) != weights_fingerprint(base)  # a trained cell is redone
+    for key, value in (("tokenizer", "gemma-3-270m-q4"), ("seed", 7), ("model", "smollm2-135m")):
+        changed = _train_config(study, "tiny", "full")
+        changed[key] = value
+        assert untrained_fingerprint(changed) != untrained_fingerprint(base), key
+    changed = _train_config(study, "tiny", "full")
+    changed.random_model.hidden_size = 32
+    assert untrained_fingerprint(changed) != untrained_fingerprint(base)

@@ -244,3 +244,15 @@ def weights_fingerprint(c: ml_collections.ConfigDict) -> str:
 
     weights = {k: v for k, v in c.to_dict().items() if k not in ("eval", "logging")}
     return hashlib.sha256(json.dumps(weights, sort_keys=True, default=list).encode("utf-8")).hexdigest()
+
+
+def untrained_fingerprint(c: ml_collections.ConfigDict) -> str:
+    """sha256 of what decides an untrained model's weights and ids (model, tokenizer, storage dtype; a
+    random model's shape and seed too): a zero- or 5-shot cell resumes across changes to the training
+    settings, which never touch the weights it evaluates."""
+    import hashlib
+
+    keys = {"model": c.model, "tokenizer": c.get("tokenizer", ""), "param_dtype": c.get("param_dtype")}
+    if c.model == "random":
+        keys.update(random_model=c.random_model.to_dict(), seed=c.seed)
+    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=list).encode("utf-8")).hexdigest()
