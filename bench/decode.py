@@ -1,6 +1,7 @@
-"""Greedy decoding of SmolLM2-135M-Instruct on the same 64 GSM8K prompts, batch 32, 256 new tokens:
-jaxft (jitted prefill + while_loop over a static KV cache, continuous batching) vs transformers
-`generate` (torch CPU, static batches).
+"""Greedy decoding of a packaged GGUF model (default SmolLM2-135M-Instruct; `--model=gemma-3-270m-q4` for
+Gemma 3 270M) on the same 64 GSM8K prompts, batch 32, 256 new tokens: jaxft (jitted prefill +
+while_loop over a static KV cache, continuous batching) vs transformers `generate` (torch CPU, static
+batches; `--no_reference` leaves it out).
 
 Generated tokens per second, one run each, side by side; the last line is the ratio. jaxft also runs
 with static batches (`refill = batch`, transformers' schedule), so the report separates what the
@@ -16,12 +17,20 @@ import numpy as np
 from common import machine_line, torch_reference
 
 
+def _print_jaxft(runs):
+    for name, (n, t, tc, group) in runs.items():
+        print(f"jaxft {name:10s}: {n} tokens in {t:7.1f}s = {n / t:7.1f} generated tokens/s "
+              f"(refill groups of {group}; compilation before it: {tc:.1f}s)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max_new_tokens", type=int, default=256)
     ap.add_argument("--refill", type=int, default=0, help="continuous batching refill group (0: batch // 4)")
+    ap.add_argument("--model", default="smollm2-135m-instruct-q4", help="a packaged GGUF (jaxft.models.registry)")
+    ap.add_argument("--no_reference", action="store_true", help="jaxft only: no transformers run")
     args = ap.parse_args()
 
     import torch
@@ -32,7 +41,7 @@ def main():
     from jaxft.models import load_model
     from jaxft.models.registry import gguf_package_file
 
-    path = gguf_package_file("smollm2-135m-instruct-q4")
+    path = gguf_package_file(args.model)
     model, tok = load_model(path)
     examples = load_task("gsm8k", "test", limit=args.n)
     prompts = [build_prompt(ex, template="plain") for ex in examples]
@@ -51,6 +60,11 @@ def main():
         runs[name] = (sum(len(r[0]) for r in out), time.perf_counter() - t0, t_compile, s.refill_group)
         rows_by_run[name] = [r[0] for r in out]
 
+    print(f"model: {args.model} ({path})")
+    if args.no_reference:
+        print(machine_line(torch))
+        _print_jaxft(runs)
+        return
     ref = torch_reference(path)
     tok.padding_side = "left"
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # same length bucketing as jaxft
@@ -75,9 +89,7 @@ def main():
     t_torch = time.perf_counter() - t0
 
     print(machine_line(torch))
-    for name, (n, t, tc, group) in runs.items():
-        print(f"jaxft {name:10s}: {n} tokens in {t:7.1f}s = {n / t:7.1f} generated tokens/s "
-              f"(refill groups of {group}; compilation before it: {tc:.1f}s)")
+    _print_jaxft(runs)
     print(f"transformers: {n_torch} tokens in {t_torch:7.1f}s = {n_torch / t_torch:7.1f} generated tokens/s")
     for name, rows in rows_by_run.items():
         same = sum(rows[i] == torch_rows[i] for i in range(len(ids)))

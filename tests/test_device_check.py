@@ -38,6 +38,7 @@ def _finite(*xs) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
 
 
+@pytest.mark.slow
 def test_dry_run_reports_every_row_ok_with_finite_numbers(dc, report):
     data, stdout = report
     from jaxft.models.config import FAMILIES

@@ -424,6 +424,7 @@ REAL_TOL = {"f32": 1e-5, "f16": 5e-3, "q8_0": 5e-2}
 
 
 @pytest.mark.real
+@pytest.mark.slow
 def test_real_smollm2_after_lora_steps(tmp_path):
     """3 LoRA steps on SmolLM2-135M-Instruct, exported in every type (F16 by the CLI from the
     workdir): logits in jaxft's reader (and transformers' for F16; the tiny tests cover every type),

@@ -131,6 +131,7 @@ def test_hvp_is_the_curvature_of_the_forward_loss(tmp_path, float64_rmsnorm, met
         assert abs(vhv_detached - fd) > 10 * tol  # what the old analysis measured: this test catches it
 
 
+@pytest.mark.slow
 def test_analyze_rebuilds_a_bf16_run_in_float32(tmp_path):
     """A DoRA run trained in bfloat16 is analysed in float32 by default, in bfloat16 with --dtype; the
     loss hessian.json reports is that of the model in the chosen dtype with the run's trained values."""

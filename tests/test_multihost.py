@@ -13,6 +13,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # README's second test command (tests/time_guard.py)
+
 TINY = os.path.join(REPO, "configs", "tiny.py")
 # A constant learning rate makes a 5-step run the prefix of a 10-step one; fsdp=8 spreads every
 # matrix over both processes, so saving and restoring must gather shards across them.

@@ -301,6 +301,7 @@ def test_study_configs_and_planner_know_the_new_models():
 # --- the real Gemma 3 270M (Q4_K_M GGUF from the PyPI chunk packages) -------------------------------
 
 @pytest.mark.real
+@pytest.mark.slow
 def test_real_gemma3_270m_gguf_matches_transformers_reading_the_same_file():
     """jaxft's GGUF loader against transformers' GGUF reader (its own name mapping, norm shift and
     gguf dequantisation) on the same file, float32, 600 tokens: past the 512-token window. Measured

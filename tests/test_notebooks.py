@@ -11,6 +11,8 @@ from nbclient import NotebookClient
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # README's second test command (tests/time_guard.py)
+
 NOTEBOOKS = os.path.join(REPO, "notebooks")
 METHODS = ("full", "lora", "dora")
 STEPS, PER_STEP, LIMIT = 3, 4, 16

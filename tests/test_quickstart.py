@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 def test_quickstart_trains_checkpoints_and_evaluates(tmp_path):

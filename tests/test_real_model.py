@@ -37,6 +37,7 @@ def _gsm8k_questions(n):
         return [json.loads(line)["question"] for _, line in zip(range(n), f)]
 
 
+@pytest.mark.slow
 def test_greedy_generation_matches_transformers_generate(real_model, real_torch_model):
     """8 GSM8K questions in one left-padded batch: identical generated tokens (float32)."""
     from jaxft.eval.generate import DecodeSettings, generate_ids

@@ -28,6 +28,7 @@ def _cells(workdir):
     return found
 
 
+@pytest.mark.slow
 def test_tiny_study_runs_resumes_and_reports(tmp_path):
     from jaxft.study import main as study_main
 

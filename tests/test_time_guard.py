@@ -32,3 +32,13 @@ def test_guard_fails_the_run_naming_the_slow_unmarked_test(pytester):
 def test_guard_passes_under_the_limit_and_when_off(pytester):
     assert _run(pytester, 5).ret == 0
     assert _run(pytester, 0).ret == 0
+
+
+def test_the_repository_keeps_the_guard_on_at_60_seconds():
+    """README's command is the one run before every commit (issue 30): the guard is on, at most 60 s."""
+    import tomllib
+
+    with open(os.path.join(os.path.dirname(GUARD), "..", "pyproject.toml"), "rb") as f:
+        ini = tomllib.load(f)["tool"]["pytest"]["ini_options"]
+    assert 0 < float(ini["max_test_seconds"]) <= 60
+    assert "slow" in " ".join(ini["markers"])

@@ -62,6 +62,7 @@ def test_tiny_model_overfits_a_handful_of_examples(tmp_path):
     assert last < 3.5, f"loss {first:.2f} -> {last:.2f}: the tiny model did not memorise 4 examples"
 
 
+@pytest.mark.slow
 def test_exact_resume_after_sigkill(tmp_path):
     """8 steps straight == 4 steps, SIGKILL right after the step-4 checkpoint, then resume for 4 more:
     the same loss at every step, the same final parameters, and every example seen exactly once."""
@@ -92,6 +93,7 @@ def test_exact_resume_after_sigkill(tmp_path):
         np.testing.assert_array_equal(np.asarray(pa[k]), np.asarray(pb[k]), err_msg=k)
 
 
+@pytest.mark.slow
 def test_one_vs_eight_devices_dp_and_fsdp(tmp_path):
     """Same 5 steps on 1 CPU device, on 8 simulated devices with data parallelism and with fsdp."""
     script = """

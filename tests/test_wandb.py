@@ -116,6 +116,7 @@ def resumed_run(tmp_path_factory):
     return w, first_id
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_the_same_wandb_run(resumed_run):
     w, first_id = resumed_run
     with open(os.path.join(w, "wandb_run_id")) as f:
@@ -128,6 +129,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(resumed_run):
     assert steps == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_wandb_holds_the_tensorboard_scalars_and_the_config(resumed_run):
     """Every TensorBoard scalar (train: loss, grad_norm, learning_rate, tokens_per_second, examples, epoch,
     ...; eval_final: exact_match, n, tokens_per_second) is on W&B under the same tag at the same step, with
