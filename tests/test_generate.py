@@ -3,6 +3,7 @@ batches and with continuous batching (slots refilled mid-flight, the cache reali
 compiles exactly the shapes a later `generate_ids` call uses."""
 
 import collections
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -17,16 +18,21 @@ CFG = ModelConfig(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidde
                   num_key_value_heads=2, head_dim=8, eos_token_id=1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _full_forward(graphdef, state, x):
+    """One compile per model graph and width for every reference row (not one per call)."""
+    return nnx.merge(graphdef, state)(x)
+
+
 def _greedy_without_cache(model, prompt, n, eos=(1,), width=64):
     """Re-run the whole sequence every step. Right padding to one width (one compile) changes
     nothing at earlier positions: attention is causal."""
     graphdef, state = nnx.split(model)
-    forward = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x))
     ids = list(prompt)
     for _ in range(n):
         row = np.zeros((1, width), np.int32)
         row[0, :len(ids)] = ids
-        ids.append(int(jnp.argmax(forward(state, jnp.asarray(row))[0, len(ids) - 1])))
+        ids.append(int(jnp.argmax(_full_forward(graphdef, state, jnp.asarray(row))[0, len(ids) - 1])))
         if ids[-1] in eos:
             break
     return ids[len(prompt):]
