@@ -105,6 +105,7 @@ def gemma3_reader(gemma3_gguf_path):
 
 
 @pytest.mark.real
+@pytest.mark.slow
 def test_real_gemma3_file_types_and_tensors_equal_gguf(gemma3_reader):
     """Every type of the Gemma 3 270M Q4_K_M file: its smallest tensor of each type and the first
     16,384 rows of the Q8_0 token embedding (262,144 x 640), against gguf's decoder."""

@@ -21,6 +21,7 @@ PROMPTS = [
 ]
 
 
+@pytest.mark.slow
 def test_gguf_logits_match_transformers_gguf_loading(real_model, real_torch_model):
     model, tok = real_model
     for prompt in PROMPTS:
