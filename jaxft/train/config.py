@@ -240,19 +240,21 @@ def config_to_json(c: ml_collections.ConfigDict) -> str:
 def weights_fingerprint(c: ml_collections.ConfigDict) -> str:
     """sha256 of the config without its eval and logging settings: what decides the trained weights (an
     evaluation output resumes only over the same weights; turning W&B on changes no weight)."""
-    import hashlib
-
     weights = {k: v for k, v in c.to_dict().items() if k not in ("eval", "logging")}
-    return hashlib.sha256(json.dumps(weights, sort_keys=True, default=list).encode("utf-8")).hexdigest()
+    return _sha256_of(weights)
 
 
 def untrained_fingerprint(c: ml_collections.ConfigDict) -> str:
     """sha256 of what decides an untrained model's weights and ids (model, tokenizer, storage dtype; a
     random model's shape and seed too): a zero- or 5-shot cell resumes across changes to the training
     settings, which never touch the weights it evaluates."""
-    import hashlib
-
     keys = {"model": c.model, "tokenizer": c.get("tokenizer", ""), "param_dtype": c.get("param_dtype")}
     if c.model == "random":
         keys.update(random_model=c.random_model.to_dict(), seed=c.seed)
-    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=list).encode("utf-8")).hexdigest()
+    return _sha256_of(keys)
+
+
+def _sha256_of(value: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=list).encode("utf-8")).hexdigest()
